@@ -1,0 +1,67 @@
+"""The witness application factory."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from zfs_sync import __version__
+from zfs_sync.api.errors import install_error_handlers
+from zfs_sync.api.middleware import BodyLimitMiddleware
+from zfs_sync.api.routes import events, groups, health, snapshots, systems
+from zfs_sync.bootstrap import ensure_admin_token, open_database
+from zfs_sync.config import Settings, load_settings
+from zfs_sync.storage.db import Database
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """The zfs-sync witness: hosts report snapshots and heartbeats; it tells each host
+what to replicate from which peer.
+
+Credentials go in `X-API-Key: <key>` or `Authorization: Bearer <key>`: a system's own API key
+(acts only for that system) or the admin token. Each route says which it needs. Errors are
+`{"detail", "code", "hint", "errors"?}`.
+"""
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    """Build the app. Opens (creating and migrating) the database unless ``db`` is given."""
+    settings = settings or load_settings()
+    if db is None:
+        db = open_database(settings)
+    ensure_admin_token(db, settings)
+    app = FastAPI(
+        title="zfs-sync witness",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    install_error_handlers(app)
+    for router in (health.router, systems.router, snapshots.router, groups.router, events.router):
+        app.include_router(router, prefix=API_PREFIX)
+    _mount_docs(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI from files shipped in a package: /docs works with no internet."""
+    assets = files("fastapi_offline").joinpath("static")
+    app.mount("/static/docs", StaticFiles(directory=str(assets)), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="zfs-sync API",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon.png",
+        )
