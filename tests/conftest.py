@@ -63,7 +63,8 @@ def postgres_url() -> Iterator[str]:
     if not PG_URL:
         pytest.skip("ZFS_SYNC_TEST_POSTGRES_URL is not set")
     base = make_url(normalise_url(PG_URL))
-    name = f"zfs_sync_test_{_worker()}"
+    # The pid keeps concurrent test runs (and xdist workers) apart.
+    name = f"zfs_sync_test_{_worker()}_{os.getpid()}"
     admin_engine = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin_engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

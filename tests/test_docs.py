@@ -36,3 +36,21 @@ def test_every_cli_command_is_documented() -> None:
     )
     missing = [command for command in _commands(main) if command not in text]
     assert missing == []
+
+
+def test_every_route_is_in_the_api_doc(tmp_path: Path) -> None:
+    import re
+
+    from zfs_sync.api.app import create_app
+    from zfs_sync.config import load_settings
+    from zfs_sync.storage.db import Database
+
+    doc = (ROOT / "docs" / "api.md").read_text()
+    db = Database(f"sqlite:///{tmp_path}/api.db")
+    db.upgrade()
+    app = create_app(load_settings(env={}, admin_token="x" * 20, data_dir=str(tmp_path)), db=db)
+    paths = {re.sub(r"^/api/v1", "", p) for p in app.openapi()["paths"]}
+    documented = {re.sub(r"\{[^}]+\}", "{}", p) for p in re.findall(r"`(?:GET|POST|PUT|DELETE) ([^`? ]+)", doc)}
+    documented |= {p.replace("/all", "/online") for p in documented} | {p.replace("/all", "/offline") for p in documented}
+    missing = sorted(p for p in paths if re.sub(r"\{[^}]+\}", "{}", p) not in documented)
+    assert missing == []

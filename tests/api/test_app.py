@@ -85,3 +85,19 @@ def test_events_filters_and_pagination(witness: Witness) -> None:
     assert witness.client.get("/api/v1/events?since=not-a-date").status_code == 422
     future = witness.client.get("/api/v1/events?since=2999-01-01T00:00:00Z").json()
     assert future == []
+
+
+def test_control_characters_in_urls_are_refused(witness: Witness) -> None:
+    for url in ("/api/v1/snapshots/gaps?system_ids=%00", "/api/v1/systems/a%0Ab",
+                "/api/v1/events?type=%1b[31m"):
+        response = witness.client.get(url)
+        assert response.status_code == 400, url
+        assert response.json()["code"] == "E_BAD_URL"
+
+
+def test_nul_in_free_text_is_a_clean_4xx(witness: Witness) -> None:
+    response = witness.client.post(
+        "/api/v1/sync-groups", json={"name": "g", "description": "a\u0000b"}, headers=ADMIN
+    )
+    assert 400 <= response.status_code < 500
+    assert witness.client.get("/api/v1/sync-groups").json() == []

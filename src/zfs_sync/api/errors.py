@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,20 @@ async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONR
     return _json(exc.status_code, error_body(detail, code, hint), getattr(exc, "headers", None))
 
 
+async def _on_data_error(request: Request, exc: DataError) -> JSONResponse:
+    # A value the database cannot hold (e.g. a NUL character in free text on PostgreSQL).
+    log.warning("database refused a value on %s %s: %s", request.method, request.url.path,
+                type(exc.orig).__name__)
+    return _json(
+        422,
+        error_body(
+            "A value in the request cannot be stored (for example a NUL character).",
+            "E_UNSTORABLE_VALUE",
+            "Remove control characters from the values and send the request again.",
+        ),
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _json(
@@ -138,4 +153,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(ApiError, _on_api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _on_http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DataError, _on_data_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _on_unexpected)

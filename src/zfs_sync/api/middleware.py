@@ -1,4 +1,4 @@
-"""ASGI middleware: the request body limit, applied to every route."""
+"""ASGI middleware applied to every route: URL sanity and the request body limit."""
 
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if _has_control_characters(scope):
+            await self._send_json(send, 400, error_body(
+                "The URL contains control characters (such as %00).",
+                "E_BAD_URL",
+                "Remove control characters from the path and query string.",
+            ))
+            return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             await self._refuse(send)
@@ -42,6 +49,15 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if b"\\u0000" in body:
+            # NUL can be stored by neither PostgreSQL nor a ZFS name: refuse it up front so
+            # both databases answer alike.
+            await self._send_json(send, 422, error_body(
+                "The request body contains a NUL character (\\u0000).",
+                "E_NUL_CHARACTER",
+                "Remove NUL characters from the values and send the request again.",
+            ))
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -54,18 +70,19 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            error_body(
-                f"The request body is larger than the limit of {self.max_bytes} bytes.",
-                "E_BODY_TOO_LARGE",
-                "Send less per request (e.g. report datasets in several scoped PUTs), "
-                "or raise ZFS_SYNC_MAX_BODY_BYTES.",
-            )
-        ).encode()
+        await self._send_json(send, 413, error_body(
+            f"The request body is larger than the limit of {self.max_bytes} bytes.",
+            "E_BODY_TOO_LARGE",
+            "Send less per request (e.g. report datasets in several scoped PUTs), "
+            "or raise ZFS_SYNC_MAX_BODY_BYTES.",
+        ))
+
+    async def _send_json(self, send: Send, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
@@ -74,6 +91,16 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _has_control_characters(scope: dict[str, Any]) -> bool:
+    from urllib.parse import unquote_to_bytes
+
+    raw = scope.get("path", "").encode("utf-8", "surrogateescape") + b"?" + scope.get(
+        "query_string", b""
+    )
+    decoded = unquote_to_bytes(raw)
+    return any(byte < 0x20 or byte == 0x7F for byte in decoded)
 
 
 def _content_length(scope: dict[str, Any]) -> int | None:

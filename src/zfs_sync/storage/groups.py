@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from zfs_sync.storage.common import Conflict, NotFound, Page, new_id
 from zfs_sync.storage.events import record_event
 from zfs_sync.storage.models import GroupMember, SyncGroup, System
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 GROUP_FIELDS = (
     "name",
@@ -60,6 +65,11 @@ class GroupView:
         return {member.system_id: member.root for member in self.members}
 
 
+class ConcurrentChange(Conflict):
+    """Another transaction changed the same rows between our checks and our writes
+    (PostgreSQL runs writers concurrently: the same name, a member system deleted, ...)."""
+
+
 class DuplicateGroupName(Conflict):
     def __init__(self, name: str, group_id: str) -> None:
         super().__init__(f"a sync group named {name} exists")
@@ -68,23 +78,23 @@ class DuplicateGroupName(Conflict):
 
 
 class AlreadyMember(Conflict):
-    def __init__(self, group: SyncGroup, system_id: str) -> None:
-        super().__init__(f"system {system_id} is already a member of {group.name}")
-        self.group = group
+    def __init__(self, group_name: str, system_id: str) -> None:
+        super().__init__(f"system {system_id} is already a member of {group_name}")
+        self.group_name = group_name
         self.system_id = system_id
 
 
 class NotAMember(Exception):
-    def __init__(self, group: SyncGroup, system_id: str) -> None:
-        super().__init__(f"system {system_id} is not a member of {group.name}")
-        self.group = group
+    def __init__(self, group_name: str, system_id: str) -> None:
+        super().__init__(f"system {system_id} is not a member of {group_name}")
+        self.group_name = group_name
         self.system_id = system_id
 
 
 class MemberIsHub(Conflict):
-    def __init__(self, group: SyncGroup, system_id: str) -> None:
-        super().__init__(f"system {system_id} is the hub of {group.name}")
-        self.group = group
+    def __init__(self, group_name: str, system_id: str) -> None:
+        super().__init__(f"system {system_id} is the hub of {group_name}")
+        self.group_name = group_name
         self.system_id = system_id
 
 
@@ -151,6 +161,22 @@ def _check_name_free(session: Session, name: str, group_id: str | None = None) -
 # -- writes ---------------------------------------------------------------------------------
 
 
+def _constraint_conflicts(func: Callable[P, R]) -> Callable[P, R]:
+    """A constraint failing on an insert (or autoflush) after our checks passed means another
+    transaction got in between: report it as ConcurrentChange, not as an internal error."""
+
+    @functools.wraps(func)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except IntegrityError as exc:
+            raise ConcurrentChange(str(exc.orig)) from exc
+
+    return guarded
+
+
+
+@_constraint_conflicts
 def create_group(
     session: Session, fields: dict[str, Any], members: Sequence[WantedMember], now: datetime
 ) -> GroupView:
@@ -184,6 +210,7 @@ def create_group(
     return view
 
 
+@_constraint_conflicts
 def update_group(
     session: Session,
     group_id: str,
@@ -265,13 +292,14 @@ def delete_group(session: Session, group_id: str, now: datetime) -> None:
     )
 
 
+@_constraint_conflicts
 def add_member(
     session: Session, group_id: str, system_id: str, root: str | None, now: datetime
 ) -> GroupView:
     group = get_group(session, group_id)
     require_systems(session, [system_id])
     if session.get(GroupMember, (group_id, system_id)) is not None:
-        raise AlreadyMember(group, system_id)
+        raise AlreadyMember(group.name, system_id)
     session.add(GroupMember(group_id=group_id, system_id=system_id, root=root, added_at=now))
     group.updated_at = now
     _member_event(session, group, system_id, "group.member_added", root, now)
@@ -284,9 +312,9 @@ def remove_member(session: Session, group_id: str, system_id: str, now: datetime
     group = get_group(session, group_id)
     row = session.get(GroupMember, (group_id, system_id))
     if row is None:
-        raise NotAMember(group, system_id)
+        raise NotAMember(group.name, system_id)
     if group.directional and group.hub_system_id == system_id:
-        raise MemberIsHub(group, system_id)
+        raise MemberIsHub(group.name, system_id)
     session.delete(row)
     group.updated_at = now
     _member_event(session, group, system_id, "group.member_removed", row.root, now)

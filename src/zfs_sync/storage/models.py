@@ -69,9 +69,9 @@ class Dataset(Base):
 class Snapshot(Base):
     __tablename__ = "snapshots"
     __table_args__ = (
+        # The only index: queries go through a system (or a system and dataset), and every
+        # further index slows the ingest of full reports (bench/README.md).
         UniqueConstraint("system_id", "dataset", "name", name="uq_snapshots_system_dataset_name"),
-        Index("ix_snapshots_dataset", "dataset"),
-        Index("ix_snapshots_timestamp", "timestamp"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)

@@ -61,6 +61,16 @@ def _check_group(
         raise bad_request(exc.code, exc.detail, exc.hint, ["body", exc.field]) from None
 
 
+def _concurrent() -> ApiError:
+    return ApiError(
+        409,
+        "E_CONCURRENT_CHANGE",
+        "Another request changed this sync group or its systems at the same time; "
+        "nothing was written.",
+        "Send the request again: it is checked against the new state.",
+    )
+
+
 def _duplicate(exc: store.DuplicateGroupName) -> ApiError:
     return ApiError(
         409,
@@ -91,6 +101,8 @@ def create_group(body: SyncGroupCreate, db: DbDep, now: NowDep) -> SyncGroupPubl
             return to_public(store.create_group(session, fields, members, now))
     except store.DuplicateGroupName as exc:
         raise _duplicate(exc) from None
+    except store.ConcurrentChange:
+        raise _concurrent() from None
 
 
 @router.get(
@@ -146,6 +158,8 @@ def update_group(group_id: str, body: SyncGroupUpdate, db: DbDep, now: NowDep) -
             return to_public(store.update_group(session, group_id, fields, members, now))
     except store.DuplicateGroupName as exc:
         raise _duplicate(exc) from None
+    except store.ConcurrentChange:
+        raise _concurrent() from None
 
 
 @router.delete(
@@ -175,11 +189,13 @@ def add_member(group_id: str, body: MemberIn, db: DbDep, now: NowDep) -> SyncGro
     try:
         with db.write() as session, translate_not_found():
             return to_public(store.add_member(session, group_id, body.system_id, body.root, now))
+    except store.ConcurrentChange:
+        raise _concurrent() from None
     except store.AlreadyMember as exc:
         raise ApiError(
             409,
             "E_ALREADY_MEMBER",
-            f"System {exc.system_id} is already a member of sync group {exc.group.name!r}.",
+            f"System {exc.system_id} is already a member of sync group {exc.group_name!r}.",
             f"To change its root, PUT /api/v1/sync-groups/{group_id} with the whole `members` "
             "list.",
         ) from None
@@ -202,14 +218,14 @@ def remove_member(group_id: str, system_id: str, db: DbDep, now: NowDep) -> Resp
         raise ApiError(
             404,
             "E_NOT_A_MEMBER",
-            f"System {system_id} is not a member of sync group {exc.group.name!r}.",
+            f"System {system_id} is not a member of sync group {exc.group_name!r}.",
             f"GET /api/v1/sync-groups/{group_id} lists its members.",
         ) from None
     except store.MemberIsHub as exc:
         raise ApiError(
             409,
             "E_MEMBER_IS_HUB",
-            f"System {system_id} is the hub of the directional sync group {exc.group.name!r}.",
+            f"System {system_id} is the hub of the directional sync group {exc.group_name!r}.",
             "Choose another member as hub_system_id (or set directional=false) with PUT "
             f"/api/v1/sync-groups/{group_id} first, then remove it.",
         ) from None

@@ -65,6 +65,11 @@ class MemberIn(StrictModel):
         description="Dataset under which the group's datasets live on this host "
         "(e.g. `backup/hostA`); null = the host's pool.",
     )
+    hostname: str | None = Field(
+        default=None,
+        max_length=255,
+        description="Ignored: accepted so that a GET's `members` can be sent back as is.",
+    )
 
 
 def _unique_ids(ids: list[str]) -> list[str]:

@@ -93,10 +93,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('system_id', 'dataset', 'name', name='uq_snapshots_system_dataset_name')
     )
-    with op.batch_alter_table('snapshots', schema=None) as batch_op:
-        batch_op.create_index('ix_snapshots_dataset', ['dataset'], unique=False)
-        batch_op.create_index('ix_snapshots_timestamp', ['timestamp'], unique=False)
-
     op.create_table('sync_groups',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -136,10 +132,6 @@ def downgrade() -> None:
 
     op.drop_table('sync_group_members')
     op.drop_table('sync_groups')
-    with op.batch_alter_table('snapshots', schema=None) as batch_op:
-        batch_op.drop_index('ix_snapshots_timestamp')
-        batch_op.drop_index('ix_snapshots_dataset')
-
     op.drop_table('snapshots')
     op.drop_table('datasets')
     op.drop_table('systems')
