@@ -150,8 +150,9 @@ def transfer_commands(source: Host, target: Host, transfer: Transfer) -> Command
     """
     local: list[Stage] = []
     if transfer.rollback_to is not None:
-        local.append(plain_rollback_argv(target.zfs_path, transfer.target_dataset,
-                                         transfer.rollback_to))
+        local.append(
+            plain_rollback_argv(target.zfs_path, transfer.target_dataset, transfer.rollback_to)
+        )
     receive = receive_argv(target.zfs_path, transfer.target_dataset, transfer.options.resumable)
     send = send_argv(source.zfs_path, transfer)  # validated even when it cannot be sent
     if source.ssh_hostname is None:

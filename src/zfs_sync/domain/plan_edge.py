@@ -9,11 +9,12 @@ claims, cadence, hosts being online or commands: ``planner.py`` adds those. See
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from fnmatch import fnmatchcase
+from itertools import pairwise
 
 from zfs_sync.domain import names
+from zfs_sync.domain.plan_history import History, eligible, history, same_snapshot
 from zfs_sync.domain.plan_types import (
     ActionType,
     ConflictDetails,
@@ -27,67 +28,6 @@ from zfs_sync.domain.plan_types import (
 )
 
 MAX_CHAIN_STEPS = 100  # -i steps per answer; the rest comes with the next answer
-
-
-# --- one host's history ---------------------------------------------------------------------
-
-
-def host_order(snapshots: Iterable[SnapshotFact]) -> tuple[SnapshotFact, ...]:
-    """Order within one host: createtxg, else creation time, else name."""
-    snaps = list(snapshots)
-    if all(s.createtxg is not None for s in snaps):
-        return tuple(sorted(snaps, key=lambda s: (s.createtxg, s.timestamp, s.name)))
-    # txgs are not comparable with times, so one missing txg puts the whole list on times.
-    return tuple(sorted(snaps, key=lambda s: (s.timestamp, s.name)))
-
-
-@dataclass(frozen=True)
-class History:
-    """One host's snapshots of one dataset, oldest first, with identity lookups."""
-
-    ordered: tuple[SnapshotFact, ...]
-    by_guid: Mapping[int, SnapshotFact] = field(repr=False)
-    by_name: Mapping[str, SnapshotFact] = field(repr=False)
-
-    def find(self, other: SnapshotFact | SnapshotRef) -> SnapshotFact | None:
-        """The same snapshot here: equal guids, or equal names when either lacks a guid."""
-        if other.guid is not None and other.guid in self.by_guid:
-            return self.by_guid[other.guid]
-        mine = self.by_name.get(other.name)
-        if mine is not None and (mine.guid is None or other.guid is None):
-            return mine
-        return None
-
-    def mismatch(self, other: SnapshotFact) -> SnapshotFact | None:
-        """A snapshot here with ``other``'s name but a different guid (a divergence)."""
-        mine = self.by_name.get(other.name)
-        if mine is None or mine.guid is None or other.guid is None:
-            return None
-        return mine if mine.guid != other.guid else None
-
-    def after(self, snap: SnapshotFact | None) -> tuple[SnapshotFact, ...]:
-        if snap is None:
-            return self.ordered
-        return self.ordered[self.ordered.index(snap) + 1 :]
-
-    @property
-    def newest(self) -> SnapshotFact | None:
-        return self.ordered[-1] if self.ordered else None
-
-
-def history(snapshots: Iterable[SnapshotFact]) -> History:
-    ordered = host_order(snapshots)
-    by_guid = {s.guid: s for s in ordered if s.guid is not None}
-    return History(ordered, by_guid, {s.name: s for s in ordered})
-
-
-def eligible(snapshots: Iterable[SnapshotFact], pattern: str) -> tuple[SnapshotFact, ...]:
-    return tuple(s for s in snapshots if not pattern or fnmatchcase(s.name, pattern))
-
-
-def dataset_matches(logical: str, globs: Sequence[str]) -> bool:
-    # fnmatch's '*' also matches '/', so "data/*" covers the whole tree below data.
-    return not globs or any(fnmatchcase(logical, g) for g in globs)
 
 
 # --- the edge -------------------------------------------------------------------------------
@@ -146,8 +86,9 @@ def _sizes(snaps: Iterable[SnapshotFact]) -> int | None:
     return sum(known) if known else None
 
 
-def incremental_steps(path: Sequence[SnapshotFact], use_chain: bool, base_on_target: str,
-                      rollback_first: bool) -> list[Step]:
+def incremental_steps(
+    path: Sequence[SnapshotFact], use_chain: bool, base_on_target: str, rollback_first: bool
+) -> list[Step]:
     """From ``path[0]`` (the base) to ``path[-1]``: one ``-I`` step, or ``-i`` steps between
     consecutive eligible snapshots (at most MAX_CHAIN_STEPS).
 
@@ -158,13 +99,31 @@ def incremental_steps(path: Sequence[SnapshotFact], use_chain: bool, base_on_tar
     if len(path) < 2:
         return []
     if not use_chain:
-        return [Step(ActionType.INCREMENTAL_SEND, path[-1], path[0], base_on_target, True,
-                     rollback_first, estimated_size=_sizes(path[1:]))]
+        return [
+            Step(
+                ActionType.INCREMENTAL_SEND,
+                snapshot=path[-1],
+                base=path[0],
+                base_on_target=base_on_target,
+                include_intermediate=True,
+                rollback_to_base=rollback_first,
+                estimated_size=_sizes(path[1:]),
+            )
+        ]
     steps = []
-    for i, (base, snap) in enumerate(zip(path, path[1 : MAX_CHAIN_STEPS + 1])):
+    for i, (base, snap) in enumerate(pairwise(path[: MAX_CHAIN_STEPS + 1])):
         on_target = base_on_target if i == 0 else base.name
-        steps.append(Step(ActionType.INCREMENTAL_SEND, snap, base, on_target, False,
-                          rollback_first or i > 0, estimated_size=snap.size))
+        steps.append(
+            Step(
+                ActionType.INCREMENTAL_SEND,
+                snapshot=snap,
+                base=base,
+                base_on_target=on_target,
+                include_intermediate=False,
+                rollback_to_base=rollback_first or i > 0,
+                estimated_size=snap.size,
+            )
+        )
     return steps
 
 
@@ -176,14 +135,20 @@ def full_chain(source: Sequence[SnapshotFact], use_chain: bool) -> list[Step]:
     return [full, *incremental_steps(source, use_chain, oldest.name, True)]
 
 
-def rename_aside_name(target_dataset: str, existing: frozenset[str], now: datetime) -> str:
-    """``<name>.zfs-sync-YYYYMMDD``, with ``-2``, ``-3``... if that is taken already."""
+def rename_aside_name(target_dataset: str, existing: frozenset[str], now: datetime) -> str | None:
+    """``<name>.zfs-sync-YYYYMMDD``, with ``-2``, ``-3``... if that is taken already.
+
+    None when that name would not be valid (too long): the conflict then stays open.
+    """
     stem = f"{target_dataset}.zfs-sync-{now:%Y%m%d}"
     candidate, n = stem, 1
     while candidate in existing:
         n += 1
         candidate = f"{stem}-{n}"
-    return names.validate_dataset_name(candidate)
+    try:
+        return names.validate_dataset_name(candidate)
+    except names.InvalidName:
+        return None
 
 
 @dataclass(frozen=True)
@@ -199,8 +164,9 @@ class _Sides:
 def _sides(edge: EdgeInput, target: DatasetFacts) -> _Sides:
     src_all, tgt_all = history(edge.source.snapshots), history(target.snapshots)
     pattern = edge.snapshot_pattern
-    return _Sides(src_all, eligible(src_all.ordered, pattern), tgt_all,
-                  eligible(tgt_all.ordered, pattern))
+    return _Sides(
+        src_all, eligible(src_all.ordered, pattern), tgt_all, eligible(tgt_all.ordered, pattern)
+    )
 
 
 def plan_edge(edge: EdgeInput) -> EdgePlan:
@@ -208,32 +174,38 @@ def plan_edge(edge: EdgeInput) -> EdgePlan:
     source = eligible(history(edge.source.snapshots).ordered, edge.snapshot_pattern)
     use_chain = bool(edge.snapshot_pattern)
     if edge.target is None:
-        return EdgePlan(SyncStatus.OUT_OF_SYNC, tuple(full_chain(source, use_chain)),
-                        owed=source)
+        return EdgePlan(SyncStatus.OUT_OF_SYNC, tuple(full_chain(source, use_chain)), owed=source)
     sides = _sides(edge, edge.target)
-    src_eligible = history(sides.src)
-    base_t = next((t for t in reversed(sides.tgt) if src_eligible.find(t)), None)
+    # Any common snapshot is a valid base, matching the pattern or not: `zfs send -i` does
+    # not care, and the receive needs the target's newest common snapshot.
+    base_t = next((t for t in reversed(sides.tgt_all.ordered) if sides.src_all.find(t)), None)
     if base_t is None:
         return _no_common(edge, sides)
-    base_s = src_eligible.find(base_t)
+    base_s = sides.src_all.find(base_t)
     assert base_s is not None
-    latest = sides.tgt[-1]
-    if base_s == sides.src[-1]:
-        return EdgePlan(SyncStatus.IN_SYNC, base_on_source=base_s, base_on_target=base_t,
-                        latest=latest)
-    owed = tuple(s for s in src_eligible.after(base_s) if sides.tgt_all.find(s) is None)
-    plan = EdgePlan(SyncStatus.OUT_OF_SYNC, base_on_source=base_s, base_on_target=base_t,
-                    owed=owed, latest=latest)
+    owed = _owed(sides, base_s)
+    latest = sides.tgt[-1] if sides.tgt else None
+    plan = EdgePlan(
+        SyncStatus.IN_SYNC, base_on_source=base_s, base_on_target=base_t, owed=owed, latest=latest
+    )
+    if not owed:
+        return plan
+    plan = replace(plan, status=SyncStatus.OUT_OF_SYNC)
     target_only = tuple(t for t in sides.tgt_all.after(base_t) if not sides.src_all.find(t))
     if target_only:
         return _diverged(edge, sides, plan, target_only)
     mismatched = _mismatched(sides)
     if mismatched:
         return _guid_mismatch(edge, plan, mismatched)
-    path = (base_s, *src_eligible.after(base_s))
     rollback_first = sides.tgt_all.newest == base_t
-    steps = incremental_steps(path, use_chain, base_t.name, rollback_first)
+    steps = incremental_steps((base_s, *owed), use_chain, base_t.name, rollback_first)
     return replace(plan, steps=tuple(steps))
+
+
+def _owed(sides: _Sides, base_s: SnapshotFact) -> tuple[SnapshotFact, ...]:
+    """The source's eligible snapshots after the base that the target lacks, oldest first."""
+    later = set(sides.src_all.after(base_s))
+    return tuple(s for s in sides.src if s in later and sides.tgt_all.find(s) is None)
 
 
 def _mismatched(sides: _Sides) -> tuple[str, ...]:
@@ -246,15 +218,30 @@ def _resolution(edge: EdgeInput, kind: ConflictType) -> Resolution | None:
     return edge.resolutions.get(kind)
 
 
-def _rename_plan(edge: EdgeInput, sides: _Sides, plan: EdgePlan, conflict: EdgeConflict,
-                 rename_to: str) -> EdgePlan:
+def _rename_plan(
+    edge: EdgeInput, sides: _Sides, plan: EdgePlan, conflict: EdgeConflict, rename_to: str | None
+) -> EdgePlan:
     """rename_target_aside: move T's dataset away (destroys nothing), then send it all."""
-    planned = EdgeConflict(conflict.conflict_type, conflict.details,
-                           ResolutionStrategy.RENAME_TARGET_ASIDE, planned=True)
+    if rename_to is None:
+        stuck = replace(conflict, resolution=ResolutionStrategy.RENAME_TARGET_ASIDE)
+        reason = f"cannot move {edge.target_dataset} aside: the new name would be too long"
+        return replace(plan, status=SyncStatus.CONFLICT, conflicts=(stuck,), reason=reason)
+    planned = EdgeConflict(
+        conflict.conflict_type,
+        conflict.details,
+        ResolutionStrategy.RENAME_TARGET_ASIDE,
+        planned=True,
+    )
     rename = Step(ActionType.RENAME, rename_to=rename_to, estimated_size=0)
     steps = (rename, *full_chain(sides.src, bool(edge.snapshot_pattern)))
-    return replace(plan, status=SyncStatus.OUT_OF_SYNC, steps=steps, conflicts=(planned,),
-                    owed=sides.src, reason=f"moving the target's dataset aside to {rename_to}")
+    return replace(
+        plan,
+        status=SyncStatus.OUT_OF_SYNC,
+        steps=steps,
+        conflicts=(planned,),
+        owed=sides.src,
+        reason=f"moving the target's dataset aside to {rename_to}",
+    )
 
 
 def _no_common(edge: EdgeInput, sides: _Sides) -> EdgePlan:
@@ -269,8 +256,7 @@ def _no_common(edge: EdgeInput, sides: _Sides) -> EdgePlan:
     latest = sides.tgt[-1] if sides.tgt else None
     plan = EdgePlan(SyncStatus.CONFLICT, owed=sides.src, latest=latest, reason=details.message)
     res = _resolution(edge, ConflictType.NO_COMMON_SNAPSHOT)
-    conflict = EdgeConflict(ConflictType.NO_COMMON_SNAPSHOT, details,
-                            res.strategy if res else None)
+    conflict = EdgeConflict(ConflictType.NO_COMMON_SNAPSHOT, details, res.strategy if res else None)
     if res is not None and res.strategy == ResolutionStrategy.RENAME_TARGET_ASIDE:
         return _rename_plan(edge, sides, plan, conflict, rename_to)
     return replace(plan, conflicts=(conflict,))
@@ -280,60 +266,69 @@ def _refs(snaps: Iterable[SnapshotFact]) -> tuple[SnapshotRef, ...]:
     return tuple(SnapshotRef(s.name, s.guid) for s in snaps)
 
 
-def same_snapshot(a: SnapshotFact | SnapshotRef, b: SnapshotFact | SnapshotRef) -> bool:
-    """Equal guids when both have one, else equal names (DESIGN.md section 8)."""
-    if a.guid is not None and b.guid is not None:
-        return a.guid == b.guid
-    return a.name == b.name
-
-
 def _covered(discard: Sequence[SnapshotFact], allowed: Sequence[SnapshotRef]) -> bool:
     """Every snapshot a rollback would destroy now was listed when it was allowed."""
     return all(any(same_snapshot(s, r) for r in allowed) for s in discard)
 
 
-def _diverged(edge: EdgeInput, sides: _Sides, plan: EdgePlan,
-              target_only: tuple[SnapshotFact, ...]) -> EdgePlan:
+def _diverged(
+    edge: EdgeInput, sides: _Sides, plan: EdgePlan, target_only: tuple[SnapshotFact, ...]
+) -> EdgePlan:
     """T has snapshots after the base that S lacks: only an explicit allowance rolls back."""
     assert plan.base_on_target is not None and plan.base_on_source is not None
     rename_to = rename_aside_name(edge.target_dataset, edge.target_dataset_names, edge.now)
     details = ConflictDetails(
         message="the target has snapshots newer than the common base that the source lacks: "
         + ", ".join(s.name for s in target_only),
-        source_newest=sides.src[-1].name, target_newest=target_only[-1].name,
-        base=plan.base_on_target.name, target_only=tuple(s.name for s in target_only),
-        would_discard=_refs(target_only), rename_to=rename_to,
+        source_newest=sides.src[-1].name,
+        target_newest=target_only[-1].name,
+        base=plan.base_on_target.name,
+        target_only=tuple(s.name for s in target_only),
+        would_discard=_refs(target_only),
+        rename_to=rename_to,
+        mismatched=_mismatched(sides),
     )
     res = _resolution(edge, ConflictType.TARGET_DIVERGED)
     strategy = res.strategy if res else None
     if strategy == ResolutionStrategy.RENAME_TARGET_ASIDE:
         conflict = EdgeConflict(ConflictType.TARGET_DIVERGED, details)
         return _rename_plan(edge, sides, plan, conflict, rename_to)
-    resolved = (res is not None and strategy == ResolutionStrategy.ROLLBACK_TARGET
-                and _covered(target_only, res.allowed_discard))
+    resolved = (
+        res is not None
+        and strategy == ResolutionStrategy.ROLLBACK_TARGET
+        and _covered(target_only, res.allowed_discard)
+    )
     if not (edge.allow_rollback or resolved):
         reopened = strategy == ResolutionStrategy.ROLLBACK_TARGET
         reason = details.message
         if reopened:
             reason = "the target gained snapshots since the rollback was allowed; " + reason
-        conflict = EdgeConflict(ConflictType.TARGET_DIVERGED, details, strategy, False,
-                                reopened)
-        return replace(plan, status=SyncStatus.CONFLICT, conflicts=(conflict,),
-                        reason=reason)
-    return _rollback_plan(edge, sides, plan, details, strategy)
+        conflict = EdgeConflict(ConflictType.TARGET_DIVERGED, details, strategy, False, reopened)
+        return replace(plan, status=SyncStatus.CONFLICT, conflicts=(conflict,), reason=reason)
+    return _rollback_plan(edge, plan, details, strategy, resolved)
 
 
-def _rollback_plan(edge: EdgeInput, sides: _Sides, plan: EdgePlan,
-                   details: ConflictDetails, strategy: ResolutionStrategy | None) -> EdgePlan:
+def _rollback_plan(
+    edge: EdgeInput,
+    plan: EdgePlan,
+    details: ConflictDetails,
+    strategy: ResolutionStrategy | None,
+    by_resolution: bool,
+) -> EdgePlan:
+    """Roll T back to the base (destroying ``target_only``), then the incrementals."""
     base_s, base_t = plan.base_on_source, plan.base_on_target
     assert base_s is not None and base_t is not None
-    why = "a rollback_target resolution" if strategy else "the group's allow_rollback"
+    why = "a rollback_target resolution" if by_resolution else "the group's allow_rollback"
     rollback = Step(ActionType.ROLLBACK, base_on_target=base_t.name, estimated_size=0)
-    path = (base_s, *history(sides.src).after(base_s))
+    path = (base_s, *plan.owed)
     incrementals = incremental_steps(path, bool(edge.snapshot_pattern), base_t.name, True)
     conflict = EdgeConflict(ConflictType.TARGET_DIVERGED, details, strategy, planned=True)
-    return replace(plan, steps=(rollback, *incrementals), conflicts=(conflict,),
-                    reason=f"rolling the target back to {base_t.name}, allowed by {why}")
+    return replace(
+        plan,
+        steps=(rollback, *incrementals),
+        conflicts=(conflict,),
+        reason=f"rolling the target back to {base_t.name}, allowed by {why}",
+    )
 
 
 def _guid_mismatch(edge: EdgeInput, plan: EdgePlan, mismatched: tuple[str, ...]) -> EdgePlan:
@@ -345,5 +340,4 @@ def _guid_mismatch(edge: EdgeInput, plan: EdgePlan, mismatched: tuple[str, ...])
     )
     res = _resolution(edge, ConflictType.GUID_MISMATCH)
     conflict = EdgeConflict(ConflictType.GUID_MISMATCH, details, res.strategy if res else None)
-    return replace(plan, status=SyncStatus.CONFLICT, conflicts=(conflict,),
-                    reason=details.message)
+    return replace(plan, status=SyncStatus.CONFLICT, conflicts=(conflict,), reason=details.message)

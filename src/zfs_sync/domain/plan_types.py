@@ -165,9 +165,9 @@ class PriorState:
 
     dataset: str
     target_system_id: str
-    status: SyncStatus | None = None
+    status: SyncStatus | None = None  # the last derived status (informational: re-derived)
     claim: Claim | None = None
-    last_sync: datetime | None = None
+    last_sync: datetime | None = None  # persist EdgeState.last_sync here after each plan
     last_transfer_bytes: int | None = None
     last_transfer_seconds: float | None = None
 
