@@ -146,3 +146,50 @@ def test_list_pagination(witness: Witness) -> None:
     assert response.headers["X-Total-Count"] == "5"
     assert [s["hostname"] for s in response.json()] == ["host1", "host2"]
     assert witness.client.get("/api/v1/systems?limit=1001").status_code == 422
+
+
+def test_delete_removes_snapshots_datasets_and_memberships(witness: Witness) -> None:
+    from sqlalchemy import func
+
+    from zfs_sync.storage.models import Dataset, GroupMember, Snapshot
+
+    a, a_headers = witness.register("alpha")
+    b, b_headers = witness.register("beta")
+    report = {
+        "snapshots": [{"dataset": "tank/data", "name": f"s{i}", "timestamp": 1_700_000_000 + i}
+                      for i in range(3)],
+        "datasets": [{"name": "tank/data"}, {"name": "tank/empty"}],
+    }
+    for system_id, headers in ((a, a_headers), (b, b_headers)):
+        put = witness.client.put(f"/api/v1/systems/{system_id}/snapshots", json=report, headers=headers)
+        assert put.status_code == 200, put.text
+    group = witness.client.post(
+        "/api/v1/sync-groups", json={"name": "g", "system_ids": [a, b]}, headers=ADMIN
+    ).json()
+    assert witness.client.delete(f"/api/v1/systems/{a}", headers=ADMIN).status_code == 204
+    with witness.db.read() as session:
+        def count(model, system_id):  # type: ignore[no-untyped-def]
+            return session.scalar(select(func.count()).select_from(model).where(model.system_id == system_id))
+
+        assert [count(m, a) for m in (Snapshot, Dataset, GroupMember)] == [0, 0, 0]
+        assert [count(m, b) for m in (Snapshot, Dataset, GroupMember)] == [3, 2, 1]
+    assert witness.client.get(f"/api/v1/systems/{a}").status_code == 404
+    assert witness.client.get(f"/api/v1/sync-groups/{group['id']}").json()["system_ids"] == [b]
+    deleted = witness.client.get("/api/v1/events?type=system.deleted").json()
+    assert deleted[0]["system_id"] == a
+
+
+def test_delete_hub_needs_force_and_names_the_groups(witness: Witness) -> None:
+    a, _ = witness.register("alpha")
+    b, _ = witness.register("beta")
+    for name in ("nightly", "weekly"):
+        body = {"name": name, "directional": True, "hub_system_id": a, "system_ids": [a, b]}
+        assert witness.client.post("/api/v1/sync-groups", json=body, headers=ADMIN).status_code == 201
+    refused = witness.client.delete(f"/api/v1/systems/{a}", headers=ADMIN)
+    assert refused.status_code == 409 and refused.json()["code"] == "E_SYSTEM_IS_HUB"
+    assert "nightly" in refused.json()["detail"] and "weekly" in refused.json()["detail"]
+    assert witness.client.get(f"/api/v1/systems/{a}").status_code == 200
+    forced = witness.client.delete(f"/api/v1/systems/{a}?force=true", headers=ADMIN)
+    assert forced.status_code == 204
+    groups = witness.client.get("/api/v1/sync-groups").json()
+    assert [(g["enabled"], g["hub_system_id"]) for g in groups] == [(False, None), (False, None)]
