@@ -49,6 +49,13 @@ def test_walkthrough_runs_verbatim(tmp_path: Path, database_url: str) -> None:
         assert result.returncode == 0, result.stderr + result.stdout
         health = httpx.get(f"{url}/api/v1/systems/health/all").json()
     assert sorted(s["status"] for s in health["systems"]) == ["online", "online"]
-    assert '"hostname": "alpha"' in result.stdout and '"online"' in result.stdout
-    assert "daily-2026-11-26" in result.stdout  # beta's gap
-    assert "group.created" in result.stdout
+    out = result.stdout
+    assert '"hostname": "alpha"' in out and '"online"' in out
+    assert '{"dataset":"backup/data","missing":["daily-2026-11-26"]}' in out  # beta's gap
+    assert ("incremental_send data: zfs rollback backup/data@daily-2026-11-25 && "
+            "ssh -n -o BatchMode=yes -p 22 alpha.example.net "
+            "'zfs send -I tank/data@daily-2026-11-25 tank/data@daily-2026-11-26' "
+            "| zfs receive -u backup/data") in out
+    assert '{"dataset":"data","status":"in_sync"}' in out
+    assert '{"in_sync_count":1,"out_of_sync_count":0}' in out
+    assert "sync.in_sync" in out and "group.created" in out

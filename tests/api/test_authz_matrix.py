@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ADMIN, Witness
+from zfs_sync.storage.sync_states import conflict_id, state_id
 
 
 @dataclass
@@ -72,6 +73,18 @@ ROUTES: dict[str, tuple[str, Body | None]] = {
     "POST /api/v1/sync-groups/{}/systems": ("group_admin", None),
     "DELETE /api/v1/sync-groups/{}/systems/{}": ("group_admin", None),
     "GET /api/v1/events": ("read", None),
+    "GET /api/v1/systems/{}/protected-snapshots": ("read", None),
+    "GET /api/v1/sync/instructions/{}": ("own", None),
+    "POST /api/v1/sync/states": (
+        "own", lambda w: {"sync_group_id": w.group, "system_id": w.a, "status": "error",
+                          "dataset": "data", "error_message": "ssh: connection refused"}),
+    "GET /api/v1/sync/states": ("read", None),
+    "GET /api/v1/sync/states/{}": ("read", None),
+    "GET /api/v1/sync/groups/{}/status": ("read", None),
+    "POST /api/v1/sync/groups/{}/check": ("group_admin", None),
+    "GET /api/v1/conflicts": ("read", None),
+    "GET /api/v1/conflicts/{}": ("read", None),
+    "POST /api/v1/conflicts/{}/resolve": ("group_admin", lambda w: {"strategy": "ignore"}),
 }
 
 QUERIES = {
@@ -82,11 +95,15 @@ QUERIES = {
 
 def _url(route: str, w: World) -> str:
     method, path = route.split(" ", 1)
-    if path.startswith("/api/v1/sync-groups/{}"):
+    if path.startswith(("/api/v1/sync-groups/{}", "/api/v1/sync/groups/{}")):
         path = path.replace("{}", w.group, 1)
         path = path.replace("{}", w.a, 1)
     elif path in ("/api/v1/snapshots/{}",):
         path = path.replace("{}", w.snapshot)
+    elif path == "/api/v1/sync/states/{}":
+        path = path.replace("{}", state_id(w.group, "data", w.a))
+    elif path.startswith("/api/v1/conflicts/{}"):
+        path = path.replace("{}", conflict_id(w.group, "data", w.a, "no_common_snapshot"))
     else:
         path = path.replace("{}", w.a)
     return path + QUERIES.get(route, lambda _w: "")(w)
@@ -105,6 +122,10 @@ def _world(witness: Witness) -> World:
     c, _ = witness.register("gamma-member")
     snap = witness.client.post("/api/v1/snapshots", json=_snap(a, "s1"), headers=a_headers)
     assert snap.status_code == 201, snap.text
+    # beta holds a newer, unrelated snapshot: alpha becomes a target with no common snapshot,
+    # which gives the world a sync state and a conflict to address.
+    newer = {**_snap(b, "s9"), "guid": "99", "timestamp": "2026-11-26T11:00:00Z"}
+    assert witness.client.post("/api/v1/snapshots", json=newer, headers=b_headers).status_code == 201
     group = witness.client.post(
         "/api/v1/sync-groups", json={"name": "g1", "system_ids": [a, b]}, headers=ADMIN
     )

@@ -330,9 +330,15 @@ def test_full_report_items_belong_to_the_path_system(witness: Witness) -> None:
     assert rows(witness, beta) == []
 
 
-def datasets(witness: Witness, system_id: str) -> dict[str, tuple[bool, str | None]]:
+def datasets(
+    witness: Witness, system_id: str, reported: bool = True
+) -> dict[str, tuple[bool, str | None]]:
+    """The dataset records the host reported (``reported=False``: those only implied by
+    snapshots, kept so that the planner's summaries cover every dataset)."""
     with witness.db.read() as session:
-        found = session.scalars(select(Dataset).where(Dataset.system_id == system_id))
+        found = session.scalars(
+            select(Dataset).where(Dataset.system_id == system_id, Dataset.reported.is_(reported))
+        )
         return {d.name: (d.encryption, d.receive_resume_token) for d in found}
 
 
@@ -354,6 +360,7 @@ def test_full_report_replaces_dataset_records(witness: Witness) -> None:
     put(witness, system_id, headers, datasets=[])
     assert datasets(witness, system_id) == {}
     assert len(rows(witness, system_id)) == 1  # no "snapshots": the snapshots were kept
+    assert datasets(witness, system_id, reported=False) == {"tank/data": (False, None)}
     nothing = put(witness, system_id, headers)
     assert nothing.json() == {"created": 0, "updated": 0, "deleted": 0, "unchanged": 0}
     assert len(rows(witness, system_id)) == 1

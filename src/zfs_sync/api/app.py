@@ -12,7 +12,16 @@ from fastapi.staticfiles import StaticFiles
 from zfs_sync import __version__
 from zfs_sync.api.errors import install_error_handlers
 from zfs_sync.api.middleware import BodyLimitMiddleware
-from zfs_sync.api.routes import events, groups, health, snapshots, systems
+from zfs_sync.api.routes import (
+    conflicts,
+    events,
+    groups,
+    health,
+    protection,
+    snapshots,
+    sync,
+    systems,
+)
 from zfs_sync.bootstrap import ensure_admin_token, open_database
 from zfs_sync.config import Settings, load_settings
 from zfs_sync.storage.db import Database
@@ -44,7 +53,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = db
     install_error_handlers(app)
-    for router in (health.router, systems.router, snapshots.router, groups.router, events.router):
+    routers = (health.router, systems.router, protection.router, snapshots.router, groups.router,
+               sync.router, conflicts.router, events.router)
+    for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     _mount_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

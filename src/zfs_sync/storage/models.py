@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -64,6 +65,13 @@ class Dataset(Base):
     encryption: Mapped[bool] = mapped_column(Boolean, default=False)
     receive_resume_token: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # False: the row exists only because snapshots of this dataset were reported (the guide's
+    # scripts report no datasets); it goes away with its last snapshot.
+    reported: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # Summaries kept by every snapshot write, so the planner's inputs are cheap to load.
+    snapshot_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    newest_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    newest_name: Mapped[str | None] = mapped_column(String(255))
 
 
 class Snapshot(Base):
@@ -72,6 +80,8 @@ class Snapshot(Base):
         # The only index: queries go through a system (or a system and dataset), and every
         # further index slows the ingest of full reports (bench/README.md).
         UniqueConstraint("system_id", "dataset", "name", name="uq_snapshots_system_dataset_name"),
+        # The planner reads each dataset's newest snapshots only (a window by time).
+        Index("ix_snapshots_window", "system_id", "dataset", "timestamp"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -143,4 +153,74 @@ class AppSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SyncState(Base):
+    """What the witness remembers of one (group, logical dataset, target) edge.
+
+    The status shown by the API is derived afresh from facts by the planner; this row keeps
+    what facts cannot show (the agent's last claim) and the last derived status, so that a
+    change of status is written to the event log exactly once.
+    """
+
+    __tablename__ = "sync_states"
+    __table_args__ = (
+        UniqueConstraint("sync_group_id", "dataset", "target_system_id", name="uq_sync_states_edge"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    sync_group_id: Mapped[str] = mapped_column(ID, ForeignKey("sync_groups.id", ondelete="CASCADE"))
+    dataset: Mapped[str] = mapped_column(String(255))  # logical
+    target_system_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("systems.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str | None] = mapped_column(String(16))  # last derived status
+    reason: Mapped[str | None] = mapped_column(Text)
+    claim_status: Mapped[str | None] = mapped_column(String(16))
+    claim_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claim_error: Mapped[str | None] = mapped_column(Text)
+    claim_snapshot_name: Mapped[str | None] = mapped_column(String(255))
+    claim_snapshot_guid: Mapped[int | None] = mapped_column(Guid)
+    # The target's newest snapshot when the claim was made ("" name: it had none).
+    claim_target_newest_name: Mapped[str | None] = mapped_column(String(255))
+    claim_target_newest_guid: Mapped[int | None] = mapped_column(Guid)
+    claim_action_id: Mapped[str | None] = mapped_column(String(64))
+    # The last successful sync, carried over when a newer claim replaces the one it came from.
+    last_sync: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_transfer_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    last_transfer_seconds: Mapped[float | None] = mapped_column(Float)
+    last_check: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConflictRecord(Base):
+    """A conflict's lifecycle: open -> resolved | ignored, or cleared when facts move on."""
+
+    __tablename__ = "conflicts"
+    __table_args__ = (
+        UniqueConstraint(
+            "sync_group_id", "dataset", "target_system_id", "type", name="uq_conflicts_key"
+        ),
+        Index("ix_conflicts_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    sync_group_id: Mapped[str] = mapped_column(ID, ForeignKey("sync_groups.id", ondelete="CASCADE"))
+    dataset: Mapped[str] = mapped_column(String(255))
+    target_system_id: Mapped[str] = mapped_column(ID, ForeignKey("systems.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(32))
+    source_system_id: Mapped[str | None] = mapped_column(ID)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16))
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    # rollback_target: the target snapshots the admin agreed to discard [{name, guid}].
+    allowed_discard: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    note: Mapped[str | None] = mapped_column(Text)
+    # True once the facts no longer show the conflict after its resolution: the resolution
+    # was carried out and no longer steers the planner (a new divergence needs a new one).
+    applied: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from zfs_sync.storage.models import GroupMember, Snapshot
+from zfs_sync.storage.models import Dataset, GroupMember
 
 
 def system_roots(session: Session, system_ids: Collection[str]) -> dict[str, str | None]:
@@ -35,10 +35,11 @@ def system_roots(session: Session, system_ids: Collection[str]) -> dict[str, str
         roots[system_id] = root  # ordered newest first: the oldest is written last
     unset = [system_id for system_id, root in roots.items() if root is None]
     if unset:
+        # From the dataset summaries: scanning snapshots would read whole histories.
         pools = session.execute(
-            select(Snapshot.system_id, func.min(Snapshot.pool), func.max(Snapshot.pool))
-            .where(Snapshot.system_id.in_(unset))
-            .group_by(Snapshot.system_id)
+            select(Dataset.system_id, func.min(Dataset.pool), func.max(Dataset.pool))
+            .where(Dataset.system_id.in_(unset), Dataset.snapshot_count > 0)
+            .group_by(Dataset.system_id)
         )
         for system_id, first, last in pools:
             if first == last:  # exactly one pool

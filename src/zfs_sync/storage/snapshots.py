@@ -36,6 +36,7 @@ from zfs_sync.domain.names import pool_of
 from zfs_sync.domain.parsing import as_utc
 from zfs_sync.storage.common import NotFound
 from zfs_sync.storage.models import Dataset, Snapshot, System
+from zfs_sync.storage.summaries import refresh_dataset_summaries
 from zfs_sync.storage.types import guid_to_db
 
 SNAPSHOTS = cast(Table, Snapshot.__table__)
@@ -203,6 +204,7 @@ class _Diff:
     updates: list[tuple[Any, ...]]
     unchanged: int
     deletes: list[str]
+    touched: set[str]  # datasets whose summaries must be refreshed
 
 
 def _diff(
@@ -223,6 +225,7 @@ def _diff(
     times: dict[datetime, Any] = {}
     new: list[tuple[Key, Any, SnapshotFacts]] = []
     updates: list[tuple[Any, ...]] = []
+    touched: set[str] = set()
     unchanged = 0
     for key, f in latest.items():
         timestamp = times.get(f.timestamp)
@@ -246,14 +249,17 @@ def _diff(
             unchanged += 1
         else:
             updates.append((*merged[1:], stamp, old[0]))
+            touched.add(key[0])
     new.sort(key=_first)  # by (dataset, name): neighbours in the unique index
     inserts = [
         (ident, system_id, *key, f.pool, guid_to_db(f.guid), f.createtxg, timestamp, f.size,
          f.referenced, stamp, stamp)
         for ident, (key, timestamp, f) in zip(new_ids(len(new)), new, strict=True)
     ]
-    deletes = [old[0] for key, old in stored.items() if key not in latest] if full else []
-    return _Diff(inserts, updates, unchanged, deletes)
+    gone = [(key[0], old[0]) for key, old in stored.items() if key not in latest] if full else []
+    touched.update(key[0] for key, _, _ in new)
+    touched.update(dataset for dataset, _ in gone)
+    return _Diff(inserts, updates, unchanged, [ident for _, ident in gone], touched)
 
 
 def _first(item: tuple[Key, Any, SnapshotFacts]) -> Key:
@@ -294,6 +300,7 @@ def upsert_snapshots(
             stored = bulk.select(system_id, {facts.dataset for facts in items})
             diff = _diff(bulk, system_id, stored, items, now, full=False)
             _apply(bulk, diff)
+            refresh_dataset_summaries(session, system_id, diff.touched, now)
             created += len(diff.inserts)
             updated += len(diff.updates)
             unchanged += diff.unchanged
@@ -330,6 +337,7 @@ def replace_system_snapshots(
     """
     lock_system(session, system_id)
     counts = WriteCounts()
+    touched: set[str] = set()
     if reported is not None:
         with closing(_Bulk(session)) as bulk:
             stored = bulk.select(system_id, scope)
@@ -338,8 +346,10 @@ def replace_system_snapshots(
         counts = WriteCounts(
             len(diff.inserts), len(diff.updates), len(diff.deletes), diff.unchanged
         )
+        touched |= diff.touched
     if datasets is not None:
-        replace_datasets(session, system_id, datasets, now, scope=scope)
+        touched |= replace_datasets(session, system_id, datasets, now, scope=scope)
+    refresh_dataset_summaries(session, system_id, touched, now)
     return counts
 
 
@@ -350,30 +360,38 @@ def replace_datasets(
     now: datetime,
     *,
     scope: Collection[str] | None = None,
-) -> None:
-    """Make the system's dataset records (within ``scope``) equal to ``reported``."""
+) -> set[str]:
+    """Make the system's dataset records (within ``scope``) equal to ``reported``.
+
+    Returns the names added or removed (their summaries need refreshing: a removed dataset
+    that still has snapshots comes back as an implied row).
+    """
     columns = DATASETS.c
-    query = select(columns.name, columns.id, columns.encryption, columns.receive_resume_token)
+    query = select(columns.name, columns.id, columns.encryption, columns.receive_resume_token,
+                   columns.reported)
     query = query.where(columns.system_id == system_id)
     if scope is not None:
         query = query.where(columns.name.in_(sorted(set(scope))))
-    stored = {row[0]: (row[1], row[2], row[3]) for row in session.execute(query)}
+    stored = {row[0]: (row[1], row[2], row[3], row[4]) for row in session.execute(query)}
     latest = {facts.name: facts for facts in reported}
     inserts = [facts for name, facts in latest.items() if name not in stored]
     changed = [
         {"b_id": stored[name][0], "b_encryption": facts.encryption,
-         "b_receive_resume_token": facts.receive_resume_token, "b_updated_at": now}
+         "b_receive_resume_token": facts.receive_resume_token, "b_updated_at": now,
+         "b_reported": True}
         for name, facts in latest.items()
-        if name in stored and stored[name][1:] != (facts.encryption, facts.receive_resume_token)
+        if name in stored
+        and stored[name][1:] != (facts.encryption, facts.receive_resume_token, True)
     ]
-    gone = [ident for name, (ident, _, _) in stored.items() if name not in latest]
+    gone_names = [name for name in stored if name not in latest]
+    gone = [stored[name][0] for name in gone_names]
     if inserts:
         session.execute(
             insert(DATASETS),
             [
                 {"system_id": system_id, "name": f.name, "pool": pool_of(f.name),
                  "encryption": f.encryption, "receive_resume_token": f.receive_resume_token,
-                 "updated_at": now}
+                 "updated_at": now, "reported": True, "snapshot_count": 0}
                 for f in inserts
             ],
         )
@@ -382,11 +400,12 @@ def replace_datasets(
             update(DATASETS)
             .where(columns.id == _param("id"))
             .values({name: _param(name) for name in ("encryption", "receive_resume_token",
-                                                     "updated_at")}),
+                                                     "updated_at", "reported")}),
             changed,
         )
     for start in range(0, len(gone), CHUNK):
         session.execute(delete(DATASETS).where(columns.id.in_(gone[start : start + CHUNK])))
+    return {f.name for f in inserts} | set(gone_names)
 
 
 def _param(column: str) -> Any:
@@ -401,6 +420,10 @@ def get_snapshot(session: Session, snapshot_id: str) -> Snapshot:
     return snapshot
 
 
-def delete_snapshot(session: Session, snapshot_id: str) -> None:
-    session.delete(get_snapshot(session, snapshot_id))
+def delete_snapshot(session: Session, snapshot_id: str, now: datetime) -> None:
+    snapshot = get_snapshot(session, snapshot_id)
+    system_id, dataset = snapshot.system_id, snapshot.dataset
+    session.delete(snapshot)
+    session.flush()
+    refresh_dataset_summaries(session, system_id, [dataset], now)
 

@@ -7,9 +7,18 @@ from collections.abc import Sequence
 from fastapi import APIRouter, Response
 from sqlalchemy.orm import Session
 
-from zfs_sync.api.deps import DbDep, GroupAdminAccess, Limit, NowDep, Offset, ReadAccess
+from zfs_sync.api.deps import (
+    DbDep,
+    GroupAdminAccess,
+    Limit,
+    NowDep,
+    Offset,
+    ReadAccess,
+    SettingsDep,
+)
 from zfs_sync.api.errors import ApiError
 from zfs_sync.api.routes.common import bad_request, doc, set_total, translate_not_found
+from zfs_sync.api.routes.sync import refresh_after_change
 from zfs_sync.api.schemas.groups import (
     GroupRuleError,
     GroupShape,
@@ -92,13 +101,17 @@ def _duplicate(exc: store.DuplicateGroupName) -> ApiError:
         "that host), not both. A directional group needs `hub_system_id`, one of its members.",
     ),
 )
-def create_group(body: SyncGroupCreate, db: DbDep, now: NowDep) -> SyncGroupPublic:
+def create_group(
+    body: SyncGroupCreate, db: DbDep, settings: SettingsDep, now: NowDep
+) -> SyncGroupPublic:
     fields = body.fields()
     members = body.wanted_members({}) or []
     try:
         with db.write() as session, translate_not_found():
             _check_group(session, fields["directional"], fields["hub_system_id"], members)
-            return to_public(store.create_group(session, fields, members, now))
+            created = to_public(store.create_group(session, fields, members, now))
+        refresh_after_change(db, settings, now, group_ids=[created.id])
+        return created
     except store.DuplicateGroupName as exc:
         raise _duplicate(exc) from None
     except store.ConcurrentChange:
@@ -143,7 +156,9 @@ def get_group(group_id: str, db: DbDep) -> SyncGroupPublic:
         "the hub.",
     ),
 )
-def update_group(group_id: str, body: SyncGroupUpdate, db: DbDep, now: NowDep) -> SyncGroupPublic:
+def update_group(
+    group_id: str, body: SyncGroupUpdate, db: DbDep, settings: SettingsDep, now: NowDep
+) -> SyncGroupPublic:
     fields = body.fields()
     try:
         with db.write() as session, translate_not_found():
@@ -155,7 +170,9 @@ def update_group(group_id: str, body: SyncGroupUpdate, db: DbDep, now: NowDep) -
                 fields.get("hub_system_id", current.group.hub_system_id),
                 current.members if members is None else members,
             )
-            return to_public(store.update_group(session, group_id, fields, members, now))
+            updated = to_public(store.update_group(session, group_id, fields, members, now))
+        refresh_after_change(db, settings, now, group_ids=[group_id])
+        return updated
     except store.DuplicateGroupName as exc:
         raise _duplicate(exc) from None
     except store.ConcurrentChange:
@@ -185,10 +202,14 @@ def delete_group(group_id: str, db: DbDep, now: NowDep) -> Response:
         "already a member: 409 (change a member's root with PUT and `members`).",
     ),
 )
-def add_member(group_id: str, body: MemberIn, db: DbDep, now: NowDep) -> SyncGroupPublic:
+def add_member(
+    group_id: str, body: MemberIn, db: DbDep, settings: SettingsDep, now: NowDep
+) -> SyncGroupPublic:
     try:
         with db.write() as session, translate_not_found():
-            return to_public(store.add_member(session, group_id, body.system_id, body.root, now))
+            group = to_public(store.add_member(session, group_id, body.system_id, body.root, now))
+        refresh_after_change(db, settings, now, group_ids=[group_id])
+        return group
     except store.ConcurrentChange:
         raise _concurrent() from None
     except store.AlreadyMember as exc:
@@ -210,10 +231,13 @@ def add_member(group_id: str, body: MemberIn, db: DbDep, now: NowDep) -> SyncGro
         "Remove one system from the group. The hub of a directional group: 409.",
     ),
 )
-def remove_member(group_id: str, system_id: str, db: DbDep, now: NowDep) -> Response:
+def remove_member(
+    group_id: str, system_id: str, db: DbDep, settings: SettingsDep, now: NowDep
+) -> Response:
     try:
         with db.write() as session, translate_not_found():
             store.remove_member(session, group_id, system_id, now)
+        refresh_after_change(db, settings, now, group_ids=[group_id])
     except store.NotAMember as exc:
         raise ApiError(
             404,

@@ -12,9 +12,10 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from zfs_sync.api.auth import PrincipalDep, check_own
-from zfs_sync.api.deps import DbDep, Limit, NowDep, Offset, ReadAccess
+from zfs_sync.api.deps import DbDep, Limit, NowDep, Offset, ReadAccess, SettingsDep
 from zfs_sync.api.errors import ApiError
 from zfs_sync.api.routes.common import doc, set_total, translate_not_found
+from zfs_sync.api.routes.sync import refresh_after_change
 from zfs_sync.api.schemas.common import (
     DatasetName,
     LogicalDataset,
@@ -111,6 +112,7 @@ def report_snapshot(
     response: Response,
     principal: PrincipalDep,
     db: DbDep,
+    settings: SettingsDep,
     now: NowDep,
 ) -> SnapshotPublic:
     system_id, facts = read_one(raw, ("body",))
@@ -118,6 +120,7 @@ def report_snapshot(
     with db.write() as session, translate_not_found():
         snapshot, created = store.upsert_snapshot(session, facts, now)
         public = to_public(snapshot, queries.root_of(session, system_id))
+    refresh_after_change(db, settings, now, system_id=system_id)
     response.status_code = 201 if created else 200
     return public
 
@@ -133,13 +136,17 @@ def report_snapshot(
     ),
 )
 def report_batch(
-    body: SnapshotBatch, principal: PrincipalDep, db: DbDep, now: NowDep
+    body: SnapshotBatch, principal: PrincipalDep, db: DbDep, settings: SettingsDep, now: NowDep
 ) -> BatchResult:
     facts = read_snapshots(body.snapshots, ("body", "snapshots"), require_system=True)
-    for system_id in sorted({f.system_id for f in facts if f.system_id is not None}):
+    systems = sorted({f.system_id for f in facts if f.system_id is not None})
+    for system_id in systems:
         check_own(principal, system_id)
     with db.write() as session, translate_not_found():
         counts = store.upsert_snapshots(session, facts, now)
+    if counts.created or counts.updated:
+        for system_id in systems:
+            refresh_after_change(db, settings, now, system_id=system_id)
     return BatchResult(created=counts.created, updated=counts.updated, count=len(facts))
 
 
@@ -157,7 +164,8 @@ def report_batch(
     ),
 )
 def report_full_state(
-    system_id: str, body: FullReport, principal: PrincipalDep, db: DbDep, now: NowDep
+    system_id: str, body: FullReport, principal: PrincipalDep, db: DbDep, settings: SettingsDep,
+    now: NowDep,
 ) -> ReportResult:
     check_own(principal, system_id)
     facts = None
@@ -173,6 +181,8 @@ def report_full_state(
         counts = store.replace_system_snapshots(
             session, system_id, facts, now, datasets=datasets, scope=body.scope,
         )
+    if counts.created or counts.updated or counts.deleted or datasets is not None:
+        refresh_after_change(db, settings, now, system_id=system_id)
     return ReportResult(
         created=counts.created, updated=counts.updated, deleted=counts.deleted,
         unchanged=counts.unchanged,
@@ -375,9 +385,13 @@ def get_snapshot(snapshot_id: str, db: DbDep) -> SnapshotPublic:
     description=doc("own", "Forget one snapshot (the system's own key, or the admin token). "
                     "The host's next full report restores it if it still exists."),
 )
-def delete_snapshot(snapshot_id: str, principal: PrincipalDep, db: DbDep) -> Response:
+def delete_snapshot(
+    snapshot_id: str, principal: PrincipalDep, db: DbDep, settings: SettingsDep, now: NowDep
+) -> Response:
     with db.write() as session, translate_not_found():
         snapshot = store.get_snapshot(session, snapshot_id)
-        check_own(principal, snapshot.system_id)
-        store.delete_snapshot(session, snapshot_id)
+        system_id = snapshot.system_id
+        check_own(principal, system_id)
+        store.delete_snapshot(session, snapshot_id, now)
+    refresh_after_change(db, settings, now, system_id=system_id)
     return Response(status_code=204)

@@ -1,0 +1,103 @@
+"""Plans for the API, the dashboard and the monitor: load inputs, plan, settle overlaps.
+
+One data path: every reader of sync state (instructions, group status, states, protected
+snapshots) goes through ``plan``. Inputs are windows of each dataset's newest snapshots
+(``storage/plan_inputs.py``); where a window cannot show the whole story (a target lacking
+the dataset, a conflict, no common base inside the window) that dataset is planned again
+from its whole history, so the result is the same as planning from everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from zfs_sync.config import Settings
+from zfs_sync.domain.plan_types import GroupPlan
+from zfs_sync.domain.planner import apply_overlaps, plan_group
+from zfs_sync.storage.models import SyncGroup
+from zfs_sync.storage.plan_inputs import EdgeKey, Loaded, groups_for, load_inputs
+
+def plan(
+    session: Session,
+    groups: Sequence[SyncGroup],
+    settings: Settings,
+    now: datetime,
+    *,
+    only_target: str | None = None,
+) -> list[GroupPlan]:
+    """Plan ``groups`` (with overlaps settled among them)."""
+    if not groups:
+        return []
+    loaded = load_inputs(session, groups, settings, now, only_target=only_target)
+    plans = _plan_all(loaded, settings, now)
+    redo = needs_history(plans, loaded)
+    if redo:
+        loaded = load_inputs(session, groups, settings, now, full=redo, only_target=only_target)
+        plans = _plan_all(loaded, settings, now)
+    return apply_overlaps(plans)
+
+def _plan_all(loaded: Loaded, settings: Settings, now: datetime) -> list[GroupPlan]:
+    return [
+        plan_group(i.group, i.members, i.facts, i.states, i.resolutions, now,
+                   settings.late_grace_seconds)
+        for i in loaded.inputs
+    ]
+
+def needs_history(plans: Sequence[GroupPlan], loaded: Loaded) -> set[EdgeKey]:
+    """Datasets whose plan may depend on snapshots older than the loaded windows.
+
+    A window is enough for an edge when the planner found a base in it and saw no conflict:
+    everything the rules look at (base, owed, newest) is then newer than the base.
+    """
+    redo: set[EdgeKey] = set()
+    for plan in plans:
+        with_base = {(e.dataset, e.target_system_id) for e in plan.edges if e.base_on_target}
+        doubtful = {c.dataset for c in plan.conflicts}
+        doubtful |= {s.dataset for s in plan.states if (s.dataset, s.target_system_id) not in with_base}
+        for dataset in doubtful:
+            key = (plan.group.id, dataset)
+            if loaded.pairs.get(key, set()) & loaded.truncated:
+                redo.add(key)
+    return redo
+
+def plans_for_groups(
+    session: Session, group_ids: Collection[str], settings: Settings, now: datetime
+) -> list[GroupPlan]:
+    """Plans of these groups (other groups sharing members are planned for overlaps)."""
+
+    wanted = set(group_ids)
+    plans = plan(session, groups_for(session, group_ids=wanted), settings, now)
+    return [p for p in plans if p.group.id in wanted]
+
+def plans_for_target(
+    session: Session, system_id: str, settings: Settings, now: datetime,
+    group_id: str | None = None,
+) -> list[GroupPlan]:
+    """Plans of the groups ``system_id`` belongs to, limited to its own edges as target."""
+
+    groups = groups_for(session, member=system_id, related=False)
+    plans = plan(session, groups, settings, now, only_target=system_id)
+    return [p for p in plans if group_id is None or p.group.id == group_id]
+
+def plans_for_system(
+    session: Session, system_id: str, settings: Settings, now: datetime
+) -> list[GroupPlan]:
+    """Plans of every group the system is in, whole (it may be a source for many targets)."""
+
+    return plan(session, groups_for(session, member=system_id), settings, now)
+
+
+def refresh(session: Session, group_ids: Collection[str], settings: Settings, now: datetime) -> list[GroupPlan]:
+    """Re-plan these groups and store what changed (states, conflicts, events)."""
+    from zfs_sync.storage.sync_states import persist_plans
+
+    plans = plans_for_groups(session, group_ids, settings, now)
+    persist_plans(session, plans, now)
+    return plans
+
+
+def groups_of_system(session: Session, system_id: str) -> list[str]:
+    return [g.id for g in groups_for(session, member=system_id, related=False)]
