@@ -178,7 +178,9 @@ def load_settings(
             try:
                 values[name] = Path(env[file_key]).read_text().strip()
             except OSError as exc:
-                raise ConfigError(f"cannot read {file_key}={env[file_key]}: {exc.strerror}") from None
+                raise ConfigError(
+                    f"cannot read {file_key}={env[file_key]}: {exc.strerror}"
+                ) from None
     values.update(overrides)
     try:
         return Settings.model_validate(values)

@@ -20,6 +20,7 @@ from zfs_sync.domain.planner import apply_overlaps, plan_group
 from zfs_sync.storage.models import SyncGroup
 from zfs_sync.storage.plan_inputs import EdgeKey, Loaded, groups_for, load_inputs
 
+
 def plan(
     session: Session,
     groups: Sequence[SyncGroup],
@@ -39,12 +40,15 @@ def plan(
         plans = _plan_all(loaded, settings, now)
     return apply_overlaps(plans)
 
+
 def _plan_all(loaded: Loaded, settings: Settings, now: datetime) -> list[GroupPlan]:
     return [
-        plan_group(i.group, i.members, i.facts, i.states, i.resolutions, now,
-                   settings.late_grace_seconds)
+        plan_group(
+            i.group, i.members, i.facts, i.states, i.resolutions, now, settings.late_grace_seconds
+        )
         for i in loaded.inputs
     ]
+
 
 def needs_history(plans: Sequence[GroupPlan], loaded: Loaded) -> set[EdgeKey]:
     """Datasets whose plan may depend on snapshots older than the loaded windows.
@@ -56,12 +60,15 @@ def needs_history(plans: Sequence[GroupPlan], loaded: Loaded) -> set[EdgeKey]:
     for plan in plans:
         with_base = {(e.dataset, e.target_system_id) for e in plan.edges if e.base_on_target}
         doubtful = {c.dataset for c in plan.conflicts}
-        doubtful |= {s.dataset for s in plan.states if (s.dataset, s.target_system_id) not in with_base}
+        doubtful |= {
+            s.dataset for s in plan.states if (s.dataset, s.target_system_id) not in with_base
+        }
         for dataset in doubtful:
             key = (plan.group.id, dataset)
             if loaded.pairs.get(key, set()) & loaded.truncated:
                 redo.add(key)
     return redo
+
 
 def plans_for_groups(
     session: Session, group_ids: Collection[str], settings: Settings, now: datetime
@@ -72,8 +79,12 @@ def plans_for_groups(
     plans = plan(session, groups_for(session, group_ids=wanted), settings, now)
     return [p for p in plans if p.group.id in wanted]
 
+
 def plans_for_target(
-    session: Session, system_id: str, settings: Settings, now: datetime,
+    session: Session,
+    system_id: str,
+    settings: Settings,
+    now: datetime,
     group_id: str | None = None,
 ) -> list[GroupPlan]:
     """Plans of the groups ``system_id`` belongs to, limited to its own edges as target."""
@@ -81,6 +92,7 @@ def plans_for_target(
     groups = groups_for(session, member=system_id, related=False)
     plans = plan(session, groups, settings, now, only_target=system_id)
     return [p for p in plans if group_id is None or p.group.id == group_id]
+
 
 def plans_for_system(
     session: Session, system_id: str, settings: Settings, now: datetime
@@ -90,7 +102,9 @@ def plans_for_system(
     return plan(session, groups_for(session, member=system_id), settings, now)
 
 
-def refresh(session: Session, group_ids: Collection[str], settings: Settings, now: datetime) -> list[GroupPlan]:
+def refresh(
+    session: Session, group_ids: Collection[str], settings: Settings, now: datetime
+) -> list[GroupPlan]:
     """Re-plan these groups and store what changed (states, conflicts, events)."""
     from zfs_sync.storage.sync_states import persist_plans
 

@@ -70,3 +70,12 @@ def test_summaries_follow_every_write_path(witness: Witness) -> None:
     _check(witness, system_id)
     assert "tank/b" not in _summaries(witness, system_id)  # implied, and its snapshots are gone
     assert "tank/empty" in _summaries(witness, system_id)  # reported, out of scope
+
+
+def test_a_snapshot_reported_twice_counts_once(witness: Witness) -> None:
+    system_id, headers = witness.register("alpha")
+    body = {"snapshots": [_snap("s1", 100), _snap("s1", 100), _snap("s2", 200)]}
+    url = f"/api/v1/systems/{system_id}/snapshots"
+    assert witness.client.put(url, json=body, headers=headers).status_code == 200
+    _check(witness, system_id)
+    assert _summaries(witness, system_id)["tank/a"][0] == 2

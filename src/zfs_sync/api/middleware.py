@@ -93,7 +93,7 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _has_control_characters(scope: dict[str, Any]) -> bool:
+def _has_control_characters(scope: Scope) -> bool:
     from urllib.parse import unquote_to_bytes
 
     raw = scope.get("path", "").encode("utf-8", "surrogateescape") + b"?" + scope.get(
@@ -103,7 +103,7 @@ def _has_control_characters(scope: dict[str, Any]) -> bool:
     return any(byte < 0x20 or byte == 0x7F for byte in decoded)
 
 
-def _content_length(scope: dict[str, Any]) -> int | None:
+def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
             try:

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 DEFAULT_TIMEOUT_SECONDS = 300
 MIN_HEARTBEAT_GRACE_SECONDS = 60
 
 
-class HealthStatus(str, Enum):
+class HealthStatus(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
     UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,13 @@ class Edge:
 def _root(session: Session, member: GroupMember) -> str | None:
     if member.root:
         return member.root
-    pools = set(session.scalars(select(Dataset.pool).where(
-        Dataset.system_id == member.system_id, Dataset.snapshot_count > 0)))
+    pools = set(
+        session.scalars(
+            select(Dataset.pool).where(
+                Dataset.system_id == member.system_id, Dataset.snapshot_count > 0
+            )
+        )
+    )
     return pools.pop() if len(pools) == 1 else None
 
 
@@ -43,28 +48,44 @@ def resolve_edge(
 ) -> Edge:
     """The (group, logical dataset, target) a report is about, or a ClaimError saying why not."""
     if session.get(SyncGroup, group_id) is None:
-        raise ClaimError(404, "E_SYNC_GROUP_NOT_FOUND", f"No sync group with id {group_id!r}.",
-                         "List the groups with GET /api/v1/sync-groups.")
-    members = {m.system_id: m for m in session.scalars(
-        select(GroupMember).where(GroupMember.group_id == group_id))}
+        raise ClaimError(
+            404,
+            "E_SYNC_GROUP_NOT_FOUND",
+            f"No sync group with id {group_id!r}.",
+            "List the groups with GET /api/v1/sync-groups.",
+        )
+    members = {
+        m.system_id: m
+        for m in session.scalars(select(GroupMember).where(GroupMember.group_id == group_id))
+    }
     if system_id not in members:
-        raise ClaimError(422, "E_NOT_A_MEMBER",
-                         f"System {system_id} is not a member of sync group {group_id}.",
-                         "Report states only for groups the system belongs to.")
+        raise ClaimError(
+            422,
+            "E_NOT_A_MEMBER",
+            f"System {system_id} is not a member of sync group {group_id}.",
+            "Report states only for groups the system belongs to.",
+        )
     snapshot_ref = None
     if snapshot_id is not None:
         snap = session.get(Snapshot, snapshot_id)
         if snap is None:
-            raise ClaimError(404, "E_SNAPSHOT_NOT_FOUND", f"No snapshot with id {snapshot_id!r}.",
-                             "Send the snapshot_id of the action you carried out.")
+            raise ClaimError(
+                404,
+                "E_SNAPSHOT_NOT_FOUND",
+                f"No snapshot with id {snapshot_id!r}.",
+                "Send the snapshot_id of the action you carried out.",
+            )
         owner = members.get(snap.system_id)
         root = _root(session, owner) if owner else None
         logical = logical_dataset(snap.dataset, root) if root else None
         if owner is None or not logical:
-            raise ClaimError(422, "E_SNAPSHOT_NOT_IN_GROUP",
-                             f"Snapshot {snapshot_id} ({snap.dataset}@{snap.name}) is not in a "
-                             "dataset of this sync group.",
-                             "Send the snapshot_id from the action, or the logical dataset.")
+            raise ClaimError(
+                422,
+                "E_SNAPSHOT_NOT_IN_GROUP",
+                f"Snapshot {snapshot_id} ({snap.dataset}@{snap.name}) is not in a "
+                "dataset of this sync group.",
+                "Send the snapshot_id from the action, or the logical dataset.",
+            )
         dataset = logical
         snapshot_ref = SnapshotRef(snap.name, snap.guid)
     assert dataset is not None
@@ -90,9 +111,12 @@ def _holds(session: Session, system_id: str, dataset: str | None, ref: SnapshotR
         return False
     match = Snapshot.name == ref.name
     if ref.guid is not None:
-        match = or_(Snapshot.guid == ref.guid, (Snapshot.name == ref.name) & Snapshot.guid.is_(None))
-    query = select(Snapshot.id).where(Snapshot.system_id == system_id,
-                                      Snapshot.dataset == dataset, match)
+        match = or_(
+            Snapshot.guid == ref.guid, (Snapshot.name == ref.name) & Snapshot.guid.is_(None)
+        )
+    query = select(Snapshot.id).where(
+        Snapshot.system_id == system_id, Snapshot.dataset == dataset, match
+    )
     return session.execute(query.limit(1)).first() is not None
 
 
@@ -102,9 +126,15 @@ def _carried_last_sync(session: Session, edge: Edge) -> datetime | None:
     if row is None:
         return None
     success = row.last_sync
-    if row.claim_snapshot_name and row.claim_at and _holds(
-        session, edge.target_system_id, edge.target_dataset,
-        SnapshotRef(row.claim_snapshot_name, row.claim_snapshot_guid),
+    if (
+        row.claim_snapshot_name
+        and row.claim_at
+        and _holds(
+            session,
+            edge.target_system_id,
+            edge.target_dataset,
+            SnapshotRef(row.claim_snapshot_name, row.claim_snapshot_guid),
+        )
     ):
         success = row.claim_at if success is None else max(success, row.claim_at)
     return success

@@ -100,9 +100,9 @@ def groups_for(
     if not chosen or not related:
         return sorted(chosen, key=lambda g: (g.created_at, g.id))
     systems = select(GroupMember.system_id).where(GroupMember.group_id.in_([g.id for g in chosen]))
-    related = select(GroupMember.group_id).where(GroupMember.system_id.in_(systems))
+    sharing = select(GroupMember.group_id).where(GroupMember.system_id.in_(systems))
     extra = session.scalars(
-        select(SyncGroup).where(SyncGroup.id.in_(related), SyncGroup.enabled.is_(True))
+        select(SyncGroup).where(SyncGroup.id.in_(sharing), SyncGroup.enabled.is_(True))
     )
     by_id = {g.id: g for g in chosen} | {g.id: g for g in extra}
     return sorted(by_id.values(), key=lambda g: (g.created_at, g.id))
@@ -147,11 +147,11 @@ def _cutoffs(
                 pairs[(group.id, logical)].add((system.id, row.name))
                 if row.newest_timestamp is not None:
                     newest[logical].append(row.newest_timestamp)
-        for logical, pair_set in pairs.items():
-            if logical[0] != group.id:
+        for key, pair_set in pairs.items():
+            if key[0] != group.id:
                 continue
-            times = newest[logical[1]]
-            since = None if logical in full or not times else min(times) - WINDOW_MARGIN
+            times = newest[key[1]]
+            since = None if key in full or not times else min(times) - WINDOW_MARGIN
             for pair in pair_set:
                 if pair not in cut or since is None:
                     cut[pair] = since
@@ -167,13 +167,23 @@ def _load_snapshots(
     for (system_id, dataset), since in cut.items():
         by_system[system_id].append((dataset, since))
     found: dict[Pair, list[pt.SnapshotFact]] = defaultdict(list)
-    columns = (Snapshot.system_id, Snapshot.dataset, Snapshot.id, Snapshot.name, Snapshot.guid,
-               Snapshot.createtxg, Snapshot.timestamp, Snapshot.size, Snapshot.referenced)
+    columns = (
+        Snapshot.system_id,
+        Snapshot.dataset,
+        Snapshot.id,
+        Snapshot.name,
+        Snapshot.guid,
+        Snapshot.createtxg,
+        Snapshot.timestamp,
+        Snapshot.size,
+        Snapshot.referenced,
+    )
     for system_id, wanted in by_system.items():
         for start in range(0, len(wanted), OR_CHUNK):
             terms = [
                 and_(Snapshot.dataset == d, Snapshot.timestamp >= since)
-                if since is not None else Snapshot.dataset == d
+                if since is not None
+                else Snapshot.dataset == d
                 for d, since in wanted[start : start + OR_CHUNK]
             ]
             rows = session.execute(
@@ -198,14 +208,17 @@ def to_prior(row: SyncState) -> pt.PriorState:
     if row.claim_status and row.claim_at:
         snapshot = (
             pt.SnapshotRef(row.claim_snapshot_name, row.claim_snapshot_guid)
-            if row.claim_snapshot_name else None
+            if row.claim_snapshot_name
+            else None
         )
         newest = (
             pt.SnapshotRef(row.claim_target_newest_name, row.claim_target_newest_guid)
-            if row.claim_target_newest_name else None
+            if row.claim_target_newest_name
+            else None
         )
-        claim = pt.Claim(pt.SyncStatus(row.claim_status), row.claim_at, row.claim_error,
-                         snapshot, newest)
+        claim = pt.Claim(
+            pt.SyncStatus(row.claim_status), row.claim_at, row.claim_error, snapshot, newest
+        )
     return pt.PriorState(
         dataset=row.dataset,
         target_system_id=row.target_system_id,
@@ -230,8 +243,13 @@ def _resolutions(session: Session, group_ids: Sequence[str]) -> dict[str, list[p
             for item in row.allowed_discard or []
         )
         found[row.sync_group_id].append(
-            pt.Resolution(row.dataset, row.target_system_id, pt.ConflictType(row.type),
-                          pt.ResolutionStrategy(row.resolution), allowed)
+            pt.Resolution(
+                row.dataset,
+                row.target_system_id,
+                pt.ConflictType(row.type),
+                pt.ResolutionStrategy(row.resolution or ""),
+                allowed,
+            )
         )
     return found
 
@@ -276,8 +294,12 @@ def load_inputs(
         GroupInputs(
             to_group(g),
             [to_member(system, m.root, settings, now) for m, system in members.get(g.id, [])],
-            {sid: facts[sid] for _, system in members.get(g.id, []) for sid in [system.id]
-             if sid in facts},
+            {
+                sid: facts[sid]
+                for _, system in members.get(g.id, [])
+                for sid in [system.id]
+                if sid in facts
+            },
             priors.get(g.id, []),
             resolutions.get(g.id, []),
         )
@@ -287,7 +309,9 @@ def load_inputs(
 
 
 def _only(
-    rows: list[tuple[GroupMember, System]], groups: Sequence[SyncGroup], group_id: str,
+    rows: list[tuple[GroupMember, System]],
+    groups: Sequence[SyncGroup],
+    group_id: str,
     target: str,
 ) -> list[tuple[GroupMember, System]]:
     group = next(g for g in groups if g.id == group_id)

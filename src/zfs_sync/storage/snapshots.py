@@ -36,7 +36,7 @@ from zfs_sync.domain.names import pool_of
 from zfs_sync.domain.parsing import as_utc
 from zfs_sync.storage.common import NotFound
 from zfs_sync.storage.models import Dataset, Snapshot, System
-from zfs_sync.storage.summaries import refresh_dataset_summaries
+from zfs_sync.storage.summaries import refresh_dataset_summaries, summarise
 from zfs_sync.storage.types import guid_to_db
 
 SNAPSHOTS = cast(Table, Snapshot.__table__)
@@ -349,7 +349,12 @@ def replace_system_snapshots(
         touched |= diff.touched
     if datasets is not None:
         touched |= replace_datasets(session, system_id, datasets, now, scope=scope)
-    refresh_dataset_summaries(session, system_id, touched, now)
+    # After a full report the stored snapshots of every touched dataset are the reported
+    # ones: summarise those instead of reading them back.
+    known = None
+    if reported is not None:
+        known = summarise((f.dataset, f.name, f.timestamp, f.createtxg) for f in reported)
+    refresh_dataset_summaries(session, system_id, touched, now, known)
     return counts
 
 

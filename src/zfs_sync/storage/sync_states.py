@@ -42,12 +42,19 @@ def get_state_row(session: Session, ident: str) -> SyncState:
     return row
 
 
-def _state_row(session: Session, group_id: str, dataset: str, target: str, now: datetime) -> SyncState:
+def _state_row(
+    session: Session, group_id: str, dataset: str, target: str, now: datetime
+) -> SyncState:
     ident = state_id(group_id, dataset, target)
     row = session.get(SyncState, ident)
     if row is None:
-        row = SyncState(id=ident, sync_group_id=group_id, dataset=dataset,
-                        target_system_id=target, updated_at=now)
+        row = SyncState(
+            id=ident,
+            sync_group_id=group_id,
+            dataset=dataset,
+            target_system_id=target,
+            updated_at=now,
+        )
         session.add(row)
     return row
 
@@ -91,12 +98,16 @@ def record_claim(
 def persist_plans(session: Session, plans: Sequence[GroupPlan], now: datetime) -> None:
     """Remember each edge's derived status and each conflict; log every change once."""
     ids = {s.target_system_id for p in plans for s in p.states}
-    names = dict(session.execute(select(System.id, System.hostname).where(System.id.in_(ids))).all())
+    names = dict(
+        session.execute(select(System.id, System.hostname).where(System.id.in_(ids))).all()
+    )
     for plan in plans:
         _lock_group(session, plan.group.id)
         rows = {
             (r.dataset, r.target_system_id): r
-            for r in session.scalars(select(SyncState).where(SyncState.sync_group_id == plan.group.id))
+            for r in session.scalars(
+                select(SyncState).where(SyncState.sync_group_id == plan.group.id)
+            )
         }
         for state in plan.states:
             row = rows.get((state.dataset, state.target_system_id))
@@ -111,8 +122,14 @@ def _lock_group(session: Session, group_id: str) -> None:
     session.execute(select(SyncGroup.id).where(SyncGroup.id == group_id).with_for_update())
 
 
-def _update_state(session: Session, plan: GroupPlan, row: SyncState, state: EdgeState,
-                  names: dict[str, str], now: datetime) -> None:
+def _update_state(
+    session: Session,
+    plan: GroupPlan,
+    row: SyncState,
+    state: EdgeState,
+    names: dict[str, str],
+    now: datetime,
+) -> None:
     row.last_check = now
     if state.last_sync is not None and (row.last_sync is None or state.last_sync > row.last_sync):
         row.last_sync = state.last_sync
@@ -123,18 +140,26 @@ def _update_state(session: Session, plan: GroupPlan, row: SyncState, state: Edge
     if previous == state.status.value:
         return  # only the reason changed: not worth an event
     severity = {"error": "error", "conflict": "warning"}.get(state.status.value, "info")
-    what = f": {state.error_message or state.reason}" if (state.error_message or state.reason) else ""
+    what = (
+        f": {state.error_message or state.reason}" if (state.error_message or state.reason) else ""
+    )
+    host = names.get(state.target_system_id, state.target_system_id)
     record_event(
         session,
         f"sync.{state.status.value}",
-        f"{plan.group.name}: {state.dataset} on {names.get(state.target_system_id, state.target_system_id)} is "
+        f"{plan.group.name}: {state.dataset} on {host} is "
         f"{state.status.value.replace('_', ' ')}{what}",
         system_id=state.target_system_id,
         sync_group_id=plan.group.id,
         severity=severity,
-        data={"dataset": state.dataset, "previous": previous, "status": state.status.value,
-              "source_system_id": state.source_system_id, "lag_seconds": state.lag_seconds,
-              "state_id": row.id},
+        data={
+            "dataset": state.dataset,
+            "previous": previous,
+            "status": state.status.value,
+            "source_system_id": state.source_system_id,
+            "lag_seconds": state.lag_seconds,
+            "state_id": row.id,
+        },
         now=now,
     )
 
@@ -148,8 +173,9 @@ def _sync_conflicts(session: Session, plan: GroupPlan, now: datetime) -> None:
     }
     seen: set[str] = set()
     for conflict in plan.conflicts:
-        ident = conflict_id(plan.group.id, conflict.dataset, conflict.target_system_id,
-                            conflict.conflict_type.value)
+        ident = conflict_id(
+            plan.group.id, conflict.dataset, conflict.target_system_id, conflict.conflict_type.value
+        )
         seen.add(ident)
         _upsert_conflict(session, plan, stored.get(ident), ident, conflict, now)
     for ident, row in stored.items():
@@ -157,21 +183,40 @@ def _sync_conflicts(session: Session, plan: GroupPlan, now: datetime) -> None:
             continue
         if row.status == OPEN:
             row.status, row.updated_at = CLEARED, now
-            _conflict_event(session, plan, row, "conflict.cleared",
-                            "no longer shown by the reported snapshots", now)
+            _conflict_event(
+                session,
+                plan,
+                row,
+                "conflict.cleared",
+                "no longer shown by the reported snapshots",
+                now,
+            )
         elif row.resolution is not None and not row.applied:
             row.applied, row.updated_at = True, now  # carried out: it steers nothing more
 
 
-def _upsert_conflict(session: Session, plan: GroupPlan, row: ConflictRecord | None, ident: str,
-                     conflict: Conflict, now: datetime) -> None:
+def _upsert_conflict(
+    session: Session,
+    plan: GroupPlan,
+    row: ConflictRecord | None,
+    ident: str,
+    conflict: Conflict,
+    now: datetime,
+) -> None:
     details: dict[str, Any] = conflict.details.as_dict()
     if row is None:
         row = ConflictRecord(
-            id=ident, sync_group_id=plan.group.id, dataset=conflict.dataset,
-            target_system_id=conflict.target_system_id, type=conflict.conflict_type.value,
-            source_system_id=conflict.source_system_id, details=details, status=OPEN,
-            allowed_discard=[], detected_at=now, updated_at=now,
+            id=ident,
+            sync_group_id=plan.group.id,
+            dataset=conflict.dataset,
+            target_system_id=conflict.target_system_id,
+            type=conflict.conflict_type.value,
+            source_system_id=conflict.source_system_id,
+            details=details,
+            status=OPEN,
+            allowed_discard=[],
+            detected_at=now,
+            updated_at=now,
         )
         session.add(row)
         _conflict_event(session, plan, row, "conflict.detected", details["message"], now)
@@ -183,12 +228,19 @@ def _upsert_conflict(session: Session, plan: GroupPlan, row: ConflictRecord | No
         row.status, row.detected_at, row.updated_at = OPEN, now, now
         row.resolution, row.resolved_at, row.resolved_by = None, None, None
         row.allowed_discard, row.applied = [], False
-        _conflict_event(session, plan, row, "conflict.reopened" if reopened else "conflict.detected",
-                        details["message"], now)
+        _conflict_event(
+            session,
+            plan,
+            row,
+            "conflict.reopened" if reopened else "conflict.detected",
+            details["message"],
+            now,
+        )
 
 
-def _conflict_event(session: Session, plan: GroupPlan, row: ConflictRecord, type_: str,
-                    message: str, now: datetime) -> None:
+def _conflict_event(
+    session: Session, plan: GroupPlan, row: ConflictRecord, type_: str, message: str, now: datetime
+) -> None:
     record_event(
         session,
         type_,
@@ -202,13 +254,17 @@ def _conflict_event(session: Session, plan: GroupPlan, row: ConflictRecord, type
     )
 
 
-def list_conflicts(session: Session, group_id: str | None, status: str | None) -> list[ConflictRecord]:
+def list_conflicts(
+    session: Session, group_id: str | None, status: str | None
+) -> list[ConflictRecord]:
     query = select(ConflictRecord)
     if group_id:
         query = query.where(ConflictRecord.sync_group_id == group_id)
     if status:
         query = query.where(ConflictRecord.status == status)
-    return list(session.scalars(query.order_by(ConflictRecord.detected_at.desc(), ConflictRecord.id)))
+    return list(
+        session.scalars(query.order_by(ConflictRecord.detected_at.desc(), ConflictRecord.id))
+    )
 
 
 def get_conflict(session: Session, ident: str) -> ConflictRecord:
@@ -219,7 +275,12 @@ def get_conflict(session: Session, ident: str) -> ConflictRecord:
 
 
 def resolve_conflict(
-    session: Session, ident: str, strategy: str, note: str | None, who: str, now: datetime,
+    session: Session,
+    ident: str,
+    strategy: str,
+    note: str | None,
+    who: str,
+    now: datetime,
     group_name: str,
 ) -> ConflictRecord:
     """Record an admin's decision. rollback_target allows discarding exactly the snapshots the
@@ -244,13 +305,18 @@ def resolve_conflict(
         system_id=row.target_system_id,
         sync_group_id=row.sync_group_id,
         severity="warning" if strategy in ("rollback_target", "rename_target_aside") else "info",
-        data={"conflict_id": row.id, "strategy": strategy, "note": note,
-              "allowed_discard": row.allowed_discard},
+        data={
+            "conflict_id": row.id,
+            "strategy": strategy,
+            "note": note,
+            "allowed_discard": row.allowed_discard,
+        },
         now=now,
     )
     return row
 
 
 def states_by_id(plans: Iterable[GroupPlan]) -> dict[str, EdgeState]:
-    return {state_id(s.sync_group_id, s.dataset, s.target_system_id): s
-            for p in plans for s in p.states}
+    return {
+        state_id(s.sync_group_id, s.dataset, s.target_system_id): s for p in plans for s in p.states
+    }

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from zfs_sync.domain.health import HealthStatus, system_health, timeout_for_interval
@@ -120,7 +120,9 @@ def _set_fields(system: System, data: dict[str, Any]) -> None:
         system.meta = data["metadata"] or {}
 
 
-def update_system(session: Session, system_id: str, changes: dict[str, Any], now: datetime) -> System:
+def update_system(
+    session: Session, system_id: str, changes: dict[str, Any], now: datetime
+) -> System:
     system = get_system(session, system_id)
     hostname = changes.get("hostname")
     if hostname and hostname != system.hostname:
@@ -165,7 +167,7 @@ def delete_system(session: Session, system_id: str, now: datetime, *, force: boo
             severity="warning",
             now=now,
         )
-    session.execute(GroupMember.__table__.delete().where(GroupMember.system_id == system_id))
+    session.execute(delete(GroupMember).where(GroupMember.system_id == system_id))
     hostname = system.hostname
     session.delete(system)
     record_event(

@@ -39,6 +39,8 @@ def translate_not_found() -> Iterator[None]:
         raise not_found(exc.kind, exc.ident) from None
 
 
-def bad_request(code: str, detail: str, hint: str = "", loc: list[object] | None = None) -> ApiError:
+def bad_request(
+    code: str, detail: str, hint: str = "", loc: list[object] | None = None
+) -> ApiError:
     errors = [{"loc": loc, "msg": detail}] if loc is not None else None
     return ApiError(422, code, detail, hint, errors=errors)

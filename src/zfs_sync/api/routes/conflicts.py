@@ -39,8 +39,11 @@ def list_conflicts(
     "/{conflict_id}",
     response_model=ConflictOut,
     dependencies=[ReadAccess],
-    description=doc("read", "One conflict, with what each side has and what a resolution "
-                    "would discard (`details.would_discard`, `details.rename_to`)."),
+    description=doc(
+        "read",
+        "One conflict, with what each side has and what a resolution "
+        "would discard (`details.would_discard`, `details.rename_to`).",
+    ),
 )
 def get_conflict(conflict_id: str, db: DbDep) -> ConflictOut:
     with db.read() as session, translate_not_found():
@@ -60,7 +63,11 @@ def get_conflict(conflict_id: str, db: DbDep) -> ConflictOut:
     ),
 )
 def resolve(
-    conflict_id: str, body: ResolveIn, principal: PrincipalDep, db: DbDep, settings: SettingsDep,
+    conflict_id: str,
+    body: ResolveIn,
+    principal: PrincipalDep,
+    db: DbDep,
+    settings: SettingsDep,
     now: NowDep,
 ) -> ConflictOut:
     check_admin(principal, settings.open_admin, "resolve conflicts")
@@ -68,8 +75,15 @@ def resolve(
     with db.write() as session, translate_not_found():
         row = store.get_conflict(session, conflict_id)
         group = session.get(SyncGroup, row.sync_group_id)
-        store.resolve_conflict(session, conflict_id, body.strategy.value, body.note, who, now,
-                               group.name if group else row.sync_group_id)
+        store.resolve_conflict(
+            session,
+            conflict_id,
+            body.strategy.value,
+            body.note,
+            who,
+            now,
+            group.name if group else row.sync_group_id,
+        )
         group_id = row.sync_group_id
     refresh_after_change(db, settings, now, group_ids=[group_id])
     with db.read() as session:

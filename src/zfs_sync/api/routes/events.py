@@ -26,7 +26,9 @@ router = APIRouter(prefix="/events", tags=["events"])
 def get_events(
     response: Response,
     db: DbDep,
-    since: Annotated[Timestamp | None, Query(description="Only events at or after this time.")] = None,
+    since: Annotated[
+        Timestamp | None, Query(description="Only events at or after this time.")
+    ] = None,
     type: Annotated[str | None, Query(max_length=64, description="Event type or prefix.")] = None,
     system_id: Annotated[str | None, Query(max_length=36)] = None,
     sync_group_id: Annotated[str | None, Query(max_length=36)] = None,
@@ -35,8 +37,13 @@ def get_events(
 ) -> list[EventPublic]:
     with db.read() as session:
         page = list_events(
-            session, since=since, type_=type, system_id=system_id, sync_group_id=sync_group_id,
-            limit=limit, offset=offset,
+            session,
+            since=since,
+            type_=type,
+            system_id=system_id,
+            sync_group_id=sync_group_id,
+            limit=limit,
+            offset=offset,
         )
         items = [EventPublic.model_validate(event) for event in page.items]
     set_total(response, page.total)

@@ -5,8 +5,8 @@ from fastapi import APIRouter
 from zfs_sync import planning
 from zfs_sync.api.deps import DbDep, NowDep, ReadAccess, SettingsDep
 from zfs_sync.api.errors import not_found
-from zfs_sync.api.schemas.sync import ProtectedList, ProtectedOut
 from zfs_sync.api.routes.common import doc
+from zfs_sync.api.schemas.sync import ProtectedList, ProtectedOut
 from zfs_sync.domain.retention import protected_snapshots
 from zfs_sync.storage.models import System
 
@@ -31,8 +31,16 @@ def protected(system_id: str, db: DbDep, settings: SettingsDep, now: NowDep) -> 
             raise not_found("system", system_id)
         plans = planning.plans_for_system(session, system_id, settings, now)
     found = protected_snapshots(plans, now, system_id, settings.max_protect_seconds)
-    items = [ProtectedOut(system_id=p.system_id, dataset=p.dataset, snapshot=p.snapshot,
-                          snapshot_id=p.snapshot_id, reason=p.reason.value,
-                          sync_group_id=p.sync_group_id, peer_system_id=p.peer_system_id)
-             for p in found]
+    items = [
+        ProtectedOut(
+            system_id=p.system_id,
+            dataset=p.dataset,
+            snapshot=p.snapshot,
+            snapshot_id=p.snapshot_id,
+            reason=p.reason.value,
+            sync_group_id=p.sync_group_id,
+            peer_system_id=p.peer_system_id,
+        )
+        for p in found
+    ]
     return ProtectedList(system_id=system_id, count=len(items), snapshots=items)

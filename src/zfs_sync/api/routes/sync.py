@@ -36,7 +36,11 @@ router = APIRouter(prefix="/sync", tags=["sync"])
 
 
 def refresh_after_change(
-    db: Database, settings: Settings, now: datetime, *, system_id: str | None = None,
+    db: Database,
+    settings: Settings,
+    now: datetime,
+    *,
+    system_id: str | None = None,
     group_ids: list[str] | None = None,
 ) -> None:
     """Re-plan what a write changed, so states, conflicts and events follow at once.
@@ -52,8 +56,9 @@ def refresh_after_change(
             if ids:
                 planning.refresh(session, sorted(set(ids)), settings, now)
     except Exception:  # noqa: BLE001 - see docstring
-        log.exception("re-planning after a change failed (groups %s, system %s)",
-                      group_ids, system_id)
+        log.exception(
+            "re-planning after a change failed (groups %s, system %s)", group_ids, system_id
+        )
 
 
 def _action(action: object, include_commands: bool) -> ActionOut:
@@ -139,21 +144,25 @@ def report_state(
     check_own(principal, body.system_id)
     with db.write() as session:
         try:
-            edge = claims.resolve_edge(session, body.sync_group_id, body.system_id,
-                                       body.snapshot_id, body.dataset)
+            edge = claims.resolve_edge(
+                session, body.sync_group_id, body.system_id, body.snapshot_id, body.dataset
+            )
         except claims.ClaimError as exc:
             raise ApiError(exc.status, exc.code, exc.detail, exc.hint) from None
         claims.record(session, edge, body.model_dump(), now)
     refresh_after_change(db, settings, now, group_ids=[body.sync_group_id])
     with db.read() as session:
         plans = planning.plans_for_groups(session, [body.sync_group_id], settings, now)
-        row = session.get(SyncState, store.state_id(body.sync_group_id, edge.dataset,
-                                                    body.system_id))
-    state = store.states_by_id(plans).get(store.state_id(body.sync_group_id, edge.dataset,
-                                                         body.system_id))
+        row = session.get(
+            SyncState, store.state_id(body.sync_group_id, edge.dataset, body.system_id)
+        )
+    state = store.states_by_id(plans).get(
+        store.state_id(body.sync_group_id, edge.dataset, body.system_id)
+    )
     if state is None:
         raise ApiError(
-            422, "E_NOT_AN_EDGE",
+            422,
+            "E_NOT_AN_EDGE",
             f"{edge.dataset} on system {body.system_id} is not an edge of this group's plan.",
             "Check the group's datasets filter and the member's root; the source of a "
             "dataset reports no state for it.",
@@ -179,19 +188,29 @@ def list_states(
     offset: Offset = 0,
 ) -> list[SyncStateOut]:
     with db.read() as session:
-        group_ids = [sync_group_id] if sync_group_id else list(session.scalars(select(SyncGroup.id)))
+        group_ids = (
+            [sync_group_id] if sync_group_id else list(session.scalars(select(SyncGroup.id)))
+        )
         plans = planning.plans_for_groups(session, group_ids, settings, now)
-        rows = {r.id: r for r in session.scalars(select(SyncState).where(
-            SyncState.sync_group_id.in_(group_ids)))}
+        rows = {
+            r.id: r
+            for r in session.scalars(
+                select(SyncState).where(SyncState.sync_group_id.in_(group_ids))
+            )
+        }
     states = [
-        s for p in plans for s in p.states
+        s
+        for p in plans
+        for s in p.states
         if (system_id is None or s.target_system_id == system_id)
         and (status is None or s.status == status)
     ]
     set_total(response, len(states))
     page = states[offset : offset + limit]
-    return [_state_out(s, rows.get(store.state_id(s.sync_group_id, s.dataset,
-                                                  s.target_system_id))) for s in page]
+    return [
+        _state_out(s, rows.get(store.state_id(s.sync_group_id, s.dataset, s.target_system_id)))
+        for s in page
+    ]
 
 
 @router.get(
@@ -210,8 +229,13 @@ def get_state(state_id: str, db: DbDep, settings: SettingsDep, now: NowDep) -> S
     return _state_out(state, row)
 
 
-def group_status(plan: GroupPlan, hostnames: dict[str, str], sources: dict[tuple[str, str], str | None],
-                 open_conflicts: int, now: datetime) -> GroupStatus:
+def group_status(
+    plan: GroupPlan,
+    hostnames: dict[str, str],
+    sources: dict[tuple[str, str], str | None],
+    open_conflicts: int,
+    now: datetime,
+) -> GroupStatus:
     counts = Counter(s.status.value for s in plan.states)
     by_dataset: dict[str, list[EdgeState]] = {}
     for state in plan.states:
@@ -222,16 +246,27 @@ def group_status(plan: GroupPlan, hostnames: dict[str, str], sources: dict[tuple
         source = next((s.source_system_id for s in states if s.source_system_id), None)
         systems = []
         if source is not None:
-            systems.append(StatusSystem(
-                system_id=source, hostname=hostnames.get(source, source),
-                latest_snapshot=sources.get((source, states[0].source_dataset or "")),
-                status="source", lag_seconds=0, late=False, reason=None,
-            ))
+            systems.append(
+                StatusSystem(
+                    system_id=source,
+                    hostname=hostnames.get(source, source),
+                    latest_snapshot=sources.get((source, states[0].source_dataset or "")),
+                    status="source",
+                    lag_seconds=0,
+                    late=False,
+                    reason=None,
+                )
+            )
         systems += [
-            StatusSystem(system_id=s.target_system_id,
-                         hostname=hostnames.get(s.target_system_id, s.target_system_id),
-                         latest_snapshot=s.latest_snapshot, status=s.status.value,
-                         lag_seconds=s.lag_seconds, late=s.late, reason=s.reason)
+            StatusSystem(
+                system_id=s.target_system_id,
+                hostname=hostnames.get(s.target_system_id, s.target_system_id),
+                latest_snapshot=s.latest_snapshot,
+                status=s.status.value,
+                lag_seconds=s.lag_seconds,
+                late=s.late,
+                reason=s.reason,
+            )
             for s in sorted(states, key=lambda s: hostnames.get(s.target_system_id, ""))
         ]
         datasets.append(StatusDataset(dataset=dataset, source_system_id=source, systems=systems))
@@ -264,15 +299,23 @@ def load_status(session: object, group_id: str, settings: Settings, now: datetim
     plans = planning.plans_for_groups(session, [group_id], settings, now)
     plan = plans[0]
     member_ids = {s.target_system_id for s in plan.states} | {
-        s.source_system_id for s in plan.states if s.source_system_id}
-    hostnames = dict(session.execute(select(System.id, System.hostname).where(
-        System.id.in_(member_ids))).all())
-    pairs = {(s.source_system_id, s.source_dataset) for s in plan.states
-             if s.source_system_id and s.source_dataset}
+        s.source_system_id for s in plan.states if s.source_system_id
+    }
+    hostnames = dict(
+        session.execute(select(System.id, System.hostname).where(System.id.in_(member_ids))).all()
+    )
+    pairs = {
+        (s.source_system_id, s.source_dataset)
+        for s in plan.states
+        if s.source_system_id and s.source_dataset
+    }
     sources: dict[tuple[str, str], str | None] = {}
     if pairs:
-        rows = session.execute(select(Dataset.system_id, Dataset.name, Dataset.newest_name).where(
-            Dataset.system_id.in_({p[0] for p in pairs})))
+        rows = session.execute(
+            select(Dataset.system_id, Dataset.name, Dataset.newest_name).where(
+                Dataset.system_id.in_({p[0] for p in pairs})
+            )
+        )
         sources = {(sid, name): newest for sid, name, newest in rows if (sid, name) in pairs}
     open_conflicts = len(store.list_conflicts(session, group_id, store.OPEN))
     return group_status(plan, hostnames, sources, open_conflicts, now)

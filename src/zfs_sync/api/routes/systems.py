@@ -103,9 +103,7 @@ def register(
         check_admin(principal, settings.open_registration, "register systems")
     try:
         with db.write() as session:
-            system, key = store.register_system(
-                session, body.model_dump(), now, replace=replace
-            )
+            system, key = store.register_system(session, body.model_dump(), now, replace=replace)
             public = to_public(system, settings, now)
     except store.DuplicateHostname as exc:
         raise _duplicate(exc) from None
@@ -119,7 +117,11 @@ def register(
     description=doc("read", "All systems by hostname; total in X-Total-Count."),
 )
 def list_systems(
-    response: Response, db: DbDep, settings: SettingsDep, now: NowDep, limit: Limit = 100,
+    response: Response,
+    db: DbDep,
+    settings: SettingsDep,
+    now: NowDep,
+    limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[SystemPublic]:
     with db.read() as session:
@@ -128,7 +130,9 @@ def list_systems(
     return [to_public(system, settings, now) for system in page.items]
 
 
-def _health_list(db: DbDep, settings: Settings, now: datetime, status: HealthStatus | None) -> HealthList:
+def _health_list(
+    db: DbDep, settings: Settings, now: datetime, status: HealthStatus | None
+) -> HealthList:
     with db.read() as session:
         systems = store.all_systems(session)
     items = [to_health(system, settings, now) for system in systems]
@@ -184,16 +188,24 @@ def get_system(system_id: str, db: DbDep, settings: SettingsDep, now: NowDep) ->
     description=doc("own", "Partial update: only the fields sent change."),
 )
 def update_system(
-    system_id: str, body: SystemUpdate, principal: PrincipalDep, db: DbDep, settings: SettingsDep,
+    system_id: str,
+    body: SystemUpdate,
+    principal: PrincipalDep,
+    db: DbDep,
+    settings: SettingsDep,
     now: NowDep,
 ) -> SystemPublic:
     check_own(principal, system_id)
     changes = body.model_dump(exclude_unset=True)
     for required in ("hostname", "platform", "ssh_port", "zfs_path", "metadata"):
         if required in changes and changes[required] is None:
-            raise ApiError(422, "E_VALIDATION", f"{required} cannot be null.",
-                           f"Send a value for {required}, or leave it out.",
-                           errors=[{"loc": ["body", required], "msg": "cannot be null"}])
+            raise ApiError(
+                422,
+                "E_VALIDATION",
+                f"{required} cannot be null.",
+                f"Send a value for {required}, or leave it out.",
+                errors=[{"loc": ["body", required], "msg": "cannot be null"}],
+            )
     try:
         with db.write() as session, translate_not_found():
             return to_public(store.update_system(session, system_id, changes, now), settings, now)
@@ -212,7 +224,11 @@ def update_system(
     ),
 )
 def delete_system(
-    system_id: str, principal: PrincipalDep, db: DbDep, settings: SettingsDep, now: NowDep,
+    system_id: str,
+    principal: PrincipalDep,
+    db: DbDep,
+    settings: SettingsDep,
+    now: NowDep,
     force: bool = False,
 ) -> Response:
     check_admin(principal, settings.open_admin, "delete systems")
@@ -236,13 +252,17 @@ def delete_system(
     description=doc("own", "Record a heartbeat; the body (agent facts) is optional."),
 )
 def heartbeat(
-    system_id: str, principal: PrincipalDep, db: DbDep, settings: SettingsDep, now: NowDep,
+    system_id: str,
+    principal: PrincipalDep,
+    db: DbDep,
+    settings: SettingsDep,
+    now: NowDep,
     body: HeartbeatIn | None = None,
 ) -> HeartbeatOut:
     check_own(principal, system_id)
     report = body.model_dump(exclude_unset=True) if body else {}
     with db.write() as session, translate_not_found():
-        result = store.record_heartbeat(
+        store.record_heartbeat(
             session, system_id, report, now, settings.heartbeat_timeout_seconds
         )
     return HeartbeatOut(system_id=system_id, last_seen=now, status=HealthStatus.ONLINE)
@@ -252,10 +272,13 @@ def heartbeat(
     "/{system_id}/health",
     response_model=SystemHealth,
     dependencies=[ReadAccess],
-    description=doc("read", "`online` within the heartbeat timeout, `offline` after, "
-                    "`unknown` if never seen."),
+    description=doc(
+        "read", "`online` within the heartbeat timeout, `offline` after, `unknown` if never seen."
+    ),
 )
-def system_health_route(system_id: str, db: DbDep, settings: SettingsDep, now: NowDep) -> SystemHealth:
+def system_health_route(
+    system_id: str, db: DbDep, settings: SettingsDep, now: NowDep
+) -> SystemHealth:
     with db.read() as session, translate_not_found():
         return to_health(store.get_system(session, system_id), settings, now)
 

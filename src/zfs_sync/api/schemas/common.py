@@ -20,7 +20,9 @@ LogicalDataset = Annotated[str, AfterValidator(names.validate_relative_dataset)]
 SnapshotName = Annotated[str, AfterValidator(names.validate_snapshot_name)]
 DatasetGlob = Annotated[str, AfterValidator(names.validate_dataset_glob)]
 SnapshotGlob = Annotated[str, AfterValidator(names.validate_snapshot_glob)]
-Platform = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")]
+Platform = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+]
 
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 SizeIn = Annotated[int | None, BeforeValidator(parse_size)]

@@ -22,7 +22,9 @@ from typing import Annotated, Any
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ConfigDict, Field, TypeAdapter, WithJsonSchema, model_validator
-from typing_extensions import NotRequired, TypedDict
+
+# pydantic needs typing_extensions' TypedDict before Python 3.12.
+from typing_extensions import NotRequired, TypedDict  # noqa: UP035
 
 from zfs_sync.api.schemas.common import DatasetName, GuidOut, OutModel, StrictModel
 from zfs_sync.domain import names

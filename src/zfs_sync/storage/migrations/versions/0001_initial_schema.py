@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-26 20:35:12.341071
 """
 
-from alembic import op
 import sqlalchemy as sa
-import zfs_sync.storage.types
+from alembic import op
 
+import zfs_sync.storage.types
 
 revision = '0001'
 down_revision = None

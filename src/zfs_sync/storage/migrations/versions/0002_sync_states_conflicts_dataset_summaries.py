@@ -5,10 +5,10 @@ Revises: 0001
 Create Date: 2026-11-26 21:32:45.841787
 """
 
-from alembic import op
 import sqlalchemy as sa
-import zfs_sync.storage.types
+from alembic import op
 
+import zfs_sync.storage.types
 
 revision = '0002'
 down_revision = '0001'
