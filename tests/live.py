@@ -51,7 +51,7 @@ def live_witness(data_dir: Path, database_url: str | None = None, **env: str) ->
             log.close()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

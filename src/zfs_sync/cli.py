@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
-from zfs_sync import __version__
+from zfs_sync import __version__, admin_cli
 from zfs_sync.config import ConfigError, Settings, load_settings
 
 
@@ -28,16 +29,21 @@ def _settings(ctx: click.Context) -> Settings:
     envvar="ZFS_SYNC_CONFIG",
     help="YAML settings file (default: /etc/zfs-sync/zfs_sync.yaml if it exists).",
 )
+@click.option("--server", envvar="ZFS_SYNC_SERVER", metavar="URL",
+              help="Witness URL for the admin commands (default: this host's witness).")
+@click.option("--token", envvar="ZFS_SYNC_TOKEN",
+              help="Admin token for the admin commands (default: the admin token setting, "
+              "or <data dir>/admin-token).")
 @click.version_option(__version__, prog_name="zfs-sync")
 @click.pass_context
-def main(ctx: click.Context, config: str | None) -> None:
+def main(ctx: click.Context, config: str | None, server: str | None, token: str | None) -> None:
     """zfs-sync witness: keeps ZFS snapshots in sync across a fleet of hosts.
 
     Settings come from defaults, then the YAML file, then ZFS_SYNC_* environment
     variables (see `zfs-sync config show`).
     """
     ctx.ensure_object(dict)
-    ctx.obj["config"] = config
+    ctx.obj.update(config=config, server=server, token=token)
 
 
 @main.command()
@@ -45,14 +51,12 @@ def main(ctx: click.Context, config: str | None) -> None:
 @click.option("--port", type=int, help="Port to listen on (default 8000, ZFS_SYNC_PORT).")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
-    """Run the witness: API at /api/v1, interactive API docs at /docs.
+    """Run the witness: dashboard at /, API at /api/v1, API docs at /docs.
 
     On first start it creates and migrates the database (SQLite at
     /var/lib/zfs-sync/zfs_sync.db, or ~/.local/share/zfs-sync when that is not writable)
     and generates the admin token into <data dir>/admin-token.
     """
-    import uvicorn
-
     from zfs_sync.api.app import create_app
     from zfs_sync.bootstrap import ensure_admin_token, open_database
     from zfs_sync.logs import configure_logging
@@ -68,6 +72,23 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     except InsecureTokenFile as exc:
         raise click.ClickException(f"refusing to start: {exc}") from None
     app = create_app(settings, db=db)
+    from zfs_sync.maintenance import MaintenanceError, witness_lock
+    from zfs_sync.monitor import Monitor
+
+    monitor = Monitor(db, settings, on_tick=lambda r: app.state.metrics.observe_tick(r.seconds))
+    try:
+        with witness_lock(db):
+            monitor.start()
+            _run_uvicorn(app, settings, generated)
+    except MaintenanceError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        monitor.stop()
+
+
+def _run_uvicorn(app: Any, settings: Settings, generated: Any) -> None:
+    import uvicorn
+
     scheme = "https" if settings.tls_cert_file else "http"
     click.echo(
         f"zfs-sync {__version__} witness on {scheme}://{settings.host}:{settings.port}/ "
@@ -85,6 +106,33 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
         log_config=None,
     )
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run one tick and exit (for cron or a check).")
+@click.pass_context
+def monitor(ctx: click.Context, once: bool) -> None:
+    """Run the monitor alone: offline systems, late edges, webhooks, event retention.
+
+    `zfs-sync serve` already runs it; run it alone when the API runs elsewhere. With
+    several witnesses on one PostgreSQL exactly one of them runs each tick.
+    """
+    from zfs_sync.bootstrap import open_database
+    from zfs_sync.logs import configure_logging
+    from zfs_sync.monitor import Monitor, tick
+    from zfs_sync.storage.common import utcnow
+
+    settings = _settings(ctx)
+    configure_logging(settings)
+    database = open_database(settings)
+    if once:
+        result = tick(database, settings, utcnow())
+        click.echo(json.dumps({"ran": result.ran, "offline": result.offline, "late": result.late,
+                               "late_cleared": result.late_cleared, "pruned": result.pruned,
+                               "webhooks_sent": result.delivery.sent,
+                               "webhooks_failed": result.delivery.failed}))
+        return
+    Monitor(database, settings).run_forever()
 
 
 @main.group()
@@ -120,6 +168,76 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"database at revision {database.current_revision()} (head)")
 
 
+def _maintenance_db(ctx: click.Context) -> Any:
+    from zfs_sync.bootstrap import open_database
+
+    return open_database(_settings(ctx), migrate=False)
+
+
+@db.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def db_backup(ctx: click.Context, path: Path) -> None:
+    """Copy the live database to PATH (SQLite online backup API: consistent while the
+    witness runs). For PostgreSQL, prints the pg_dump command to run."""
+    from zfs_sync.maintenance import MaintenanceError, backup
+
+    try:
+        command = backup(_maintenance_db(ctx), path)
+    except MaintenanceError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"PostgreSQL: run  {command}" if command else f"backup written to {path}")
+
+
+@db.command("restore")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def db_restore(ctx: click.Context, path: Path) -> None:
+    """Replace the SQLite database with the backup at PATH (stop the witness first: refused
+    while one holds the database). For PostgreSQL, prints the psql command to run."""
+    from zfs_sync.maintenance import MaintenanceError, restore
+
+    try:
+        command = restore(_maintenance_db(ctx), path)
+    except MaintenanceError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"PostgreSQL: run  {command}" if command else f"database restored from {path}")
+
+
+@db.command("check")
+@click.pass_context
+def db_check(ctx: click.Context) -> None:
+    """Integrity (SQLite PRAGMA integrity_check) or connectivity (PostgreSQL), and whether
+    every migration is applied. Exits 1 on a problem."""
+    from zfs_sync.maintenance import check
+
+    result = check(_maintenance_db(ctx))
+    for line in result.lines:
+        click.echo(line)
+    if not result.ok:
+        raise SystemExit(1)
+
+
+@db.command("vacuum")
+@click.pass_context
+def db_vacuum(ctx: click.Context) -> None:
+    """Reclaim space (VACUUM); safe while the witness runs, but writers wait meanwhile."""
+    from zfs_sync.maintenance import vacuum
+
+    vacuum(_maintenance_db(ctx))
+    click.echo("vacuum done")
+
+
+@db.command("analyze")
+@click.pass_context
+def db_analyze(ctx: click.Context) -> None:
+    """Refresh the query planner's statistics (ANALYZE)."""
+    from zfs_sync.maintenance import analyze
+
+    analyze(_maintenance_db(ctx))
+    click.echo("analyze done")
+
+
 @main.group()
 def admin() -> None:
     """Administrative actions on the witness's own database."""
@@ -146,6 +264,9 @@ def admin_rotate_token(ctx: click.Context) -> None:
     with database.write() as session:
         _, path = rotate_admin_token(session, settings.resolved_data_dir())
     click.echo(f"new admin token written to {path}")
+
+
+admin_cli.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

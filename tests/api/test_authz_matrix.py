@@ -73,6 +73,7 @@ ROUTES: dict[str, tuple[str, Body | None]] = {
     "POST /api/v1/sync-groups/{}/systems": ("group_admin", None),
     "DELETE /api/v1/sync-groups/{}/systems/{}": ("group_admin", None),
     "GET /api/v1/events": ("read", None),
+    "GET /api/v1/events/stream": ("read", None),
     "GET /api/v1/systems/{}/protected-snapshots": ("read", None),
     "GET /api/v1/sync/instructions/{}": ("own", None),
     "POST /api/v1/sync/states": (
@@ -88,6 +89,7 @@ ROUTES: dict[str, tuple[str, Body | None]] = {
 }
 
 QUERIES = {
+    "GET /api/v1/events/stream": lambda _w: "?max_seconds=0.2",
     "GET /api/v1/snapshots/differences": lambda w: f"?system_id_1={w.a}&system_id_2={w.b}",
     "GET /api/v1/snapshots/gaps": lambda w: "?logical_dataset=data",
 }

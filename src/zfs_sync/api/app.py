@@ -9,7 +9,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from zfs_sync import __version__
+from zfs_sync import __version__, metrics
 from zfs_sync.api.errors import install_error_handlers
 from zfs_sync.api.middleware import BodyLimitMiddleware
 from zfs_sync.api.routes import (
@@ -19,11 +19,13 @@ from zfs_sync.api.routes import (
     health,
     protection,
     snapshots,
+    stream,
     sync,
     systems,
 )
 from zfs_sync.bootstrap import ensure_admin_token, open_database
 from zfs_sync.config import Settings, load_settings
+from zfs_sync.dashboard import mount_dashboard
 from zfs_sync.storage.db import Database
 
 API_PREFIX = "/api/v1"
@@ -54,11 +56,15 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.db = db
     install_error_handlers(app)
     routers = (health.router, systems.router, protection.router, snapshots.router, groups.router,
-               sync.router, conflicts.router, events.router)
+               sync.router, conflicts.router, stream.router, events.router)
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     _mount_docs(app)
+    mount_dashboard(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.state.metrics = metrics.Metrics(db, settings)
+    app.include_router(metrics.router)
+    app.add_middleware(metrics.HttpMetricsMiddleware, metrics=app.state.metrics)
     return app
 
 

@@ -50,6 +50,8 @@ class System(Base):
     api_key_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The ``last_seen`` for which the monitor wrote ``system.offline``: one event per silence.
+    offline_notified_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Dataset(Base):
@@ -166,7 +168,9 @@ class SyncState(Base):
 
     __tablename__ = "sync_states"
     __table_args__ = (
-        UniqueConstraint("sync_group_id", "dataset", "target_system_id", name="uq_sync_states_edge"),
+        UniqueConstraint(
+            "sync_group_id", "dataset", "target_system_id", name="uq_sync_states_edge"
+        ),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -192,6 +196,8 @@ class SyncState(Base):
     last_transfer_seconds: Mapped[float | None] = mapped_column(Float)
     last_check: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when the monitor wrote ``sync.late`` for this edge; cleared with ``sync.late_cleared``.
+    late_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ConflictRecord(Base):
@@ -223,4 +229,17 @@ class ConflictRecord(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(64))
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookCursor(Base):
+    """Delivery state of one webhook URL: every event up to ``last_event_id`` is done."""
+
+    __tablename__ = "webhook_cursors"
+
+    url: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
