@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from zfs_sync.config import Settings
+from zfs_sync.domain.plan_history import dataset_matches
 from zfs_sync.domain.plan_types import GroupPlan
 from zfs_sync.domain.planner import apply_overlaps, plan_group
 from zfs_sync.storage.models import SyncGroup
@@ -54,7 +55,9 @@ def needs_history(plans: Sequence[GroupPlan], loaded: Loaded) -> set[EdgeKey]:
     """Datasets whose plan may depend on snapshots older than the loaded windows.
 
     A window is enough for an edge when the planner found a base in it and saw no conflict:
-    everything the rules look at (base, owed, newest) is then newer than the base.
+    everything the rules look at (base, owed, newest) is then newer than the base. A dataset
+    that produced no state at all may have eligible snapshots only before the window (a
+    ``snapshot_pattern`` matching old snapshots only): it is re-planned too.
     """
     redo: set[EdgeKey] = set()
     for plan in plans:
@@ -62,6 +65,15 @@ def needs_history(plans: Sequence[GroupPlan], loaded: Loaded) -> set[EdgeKey]:
         doubtful = {c.dataset for c in plan.conflicts}
         doubtful |= {
             s.dataset for s in plan.states if (s.dataset, s.target_system_id) not in with_base
+        }
+        planned = {s.dataset for s in plan.states}
+        doubtful |= {
+            logical
+            for group_id, logical in loaded.pairs
+            if group_id == plan.group.id
+            and logical not in planned
+            and logical
+            and dataset_matches(logical, plan.group.datasets)
         }
         for dataset in doubtful:
             key = (plan.group.id, dataset)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from zfs_sync.domain.names import join_dataset, logical_dataset
 from zfs_sync.domain.plan_types import SnapshotRef, SyncStatus
-from zfs_sync.storage.models import Dataset, GroupMember, Snapshot, SyncGroup, SyncState
+from zfs_sync.storage.models import Dataset, GroupMember, Snapshot, SyncGroup, SyncState, System
 from zfs_sync.storage.sync_states import record_claim, state_id
 
 
@@ -44,9 +44,19 @@ def _root(session: Session, member: GroupMember) -> str | None:
 
 
 def resolve_edge(
-    session: Session, group_id: str, system_id: str, snapshot_id: str | None, dataset: str | None
+    session: Session,
+    group_id: str,
+    system_id: str,
+    snapshot_id: str | None,
+    dataset: str | None,
+    status: str = "in_sync",
 ) -> Edge:
     """The (group, logical dataset, target) a report is about, or a ClaimError saying why not."""
+    if session.get(System, system_id) is None:
+        raise ClaimError(
+            404, "E_SYSTEM_NOT_FOUND", f"No system with id {system_id!r}.",
+            "List the systems with GET /api/v1/systems.",
+        )
     if session.get(SyncGroup, group_id) is None:
         raise ClaimError(
             404,
@@ -87,7 +97,10 @@ def resolve_edge(
                 "Send the snapshot_id from the action, or the logical dataset.",
             )
         dataset = logical
-        snapshot_ref = SnapshotRef(snap.name, snap.guid)
+        # One of the target's own snapshots names the dataset; only for in_sync does it also
+        # say what the target holds. An error or syncing report names no delivered snapshot.
+        if snap.system_id != system_id or status == "in_sync":
+            snapshot_ref = SnapshotRef(snap.name, snap.guid)
     assert dataset is not None
     target_root = _root(session, members[system_id])
     target_dataset = join_dataset(target_root, dataset) if target_root else None

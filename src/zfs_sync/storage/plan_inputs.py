@@ -157,6 +157,13 @@ def _cutoffs(
                     cut[pair] = since
                 elif cut[pair] is not None:
                     cut[pair] = min(cut[pair], since)  # type: ignore[type-var]
+    # Every dataset holding snapshots shows at least its newest one, so that the planner's
+    # default root ("the host's only pool with snapshots") sees every pool of the host.
+    for rows in datasets.values():
+        for row in rows:
+            pair = (row.system_id, row.name)
+            if row.snapshot_count and pair not in cut and row.newest_timestamp is not None:
+                cut[pair] = row.newest_timestamp
     return cut, pairs
 
 
@@ -262,8 +269,11 @@ def load_inputs(
     *,
     full: Collection[EdgeKey] = (),
     only_target: str | None = None,
+    whole: bool = False,
 ) -> Loaded:
     """Everything the planner needs for ``groups``; windows unless ``full`` names the edge.
+
+    ``whole``: no windows at all (the reference the windows are tested against).
 
     ``only_target``: plan just that member's edges (directional groups then need only the
     hub and that member; bidirectional groups still need every member to pick sources).
@@ -277,6 +287,8 @@ def load_inputs(
         for row in session.scalars(select(Dataset).where(Dataset.system_id.in_(system_ids))):
             datasets[row.system_id].append(row)
     cut, pairs = _cutoffs(groups, members, datasets, set(full))
+    if whole:
+        cut = dict.fromkeys(cut)
     windows = _load_snapshots(session, cut)
     counts = {(d.system_id, d.name): d.snapshot_count for rows in datasets.values() for d in rows}
     truncated = {pair for pair in cut if len(windows.get(pair, ())) < counts.get(pair, 0)}

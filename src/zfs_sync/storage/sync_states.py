@@ -133,6 +133,8 @@ def _update_state(
     row.last_check = now
     if state.last_sync is not None and (row.last_sync is None or state.last_sync > row.last_sync):
         row.last_sync = state.last_sync
+    if row.claim_at is not None and state.last_sync is not None and state.last_sync >= row.claim_at:
+        _fold_claim(row)
     if row.status == state.status.value and row.reason == state.reason:
         return
     previous = row.status
@@ -162,6 +164,18 @@ def _update_state(
         },
         now=now,
     )
+
+
+def _fold_claim(row: SyncState) -> None:
+    """A claim whose snapshot has arrived has done its work (it is now ``last_sync``).
+
+    Dropping it keeps later plans from looking for that snapshot, which soon falls out of
+    the window of newest snapshots the planner is given.
+    """
+    row.claim_status = row.claim_error = row.claim_action_id = None
+    row.claim_at = None
+    row.claim_snapshot_name = row.claim_target_newest_name = None
+    row.claim_snapshot_guid = row.claim_target_newest_guid = None
 
 
 def _sync_conflicts(session: Session, plan: GroupPlan, now: datetime) -> None:

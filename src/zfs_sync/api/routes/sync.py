@@ -145,7 +145,12 @@ def report_state(
     with db.write() as session:
         try:
             edge = claims.resolve_edge(
-                session, body.sync_group_id, body.system_id, body.snapshot_id, body.dataset
+                session,
+                body.sync_group_id,
+                body.system_id,
+                body.snapshot_id,
+                body.dataset,
+                body.status.value,
             )
         except claims.ClaimError as exc:
             raise ApiError(exc.status, exc.code, exc.detail, exc.hint) from None
