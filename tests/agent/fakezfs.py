@@ -361,6 +361,9 @@ def ssh_main(argv: list[str]) -> None:
     env = {**os.environ, "FAKE_ZFS_HOST": dest}
     sys.stdout.flush()
     code = subprocess.call(["/bin/sh", "-c", " ".join(rest)], env=env)
+    if "flaky" in dest:  # the stream went through, then the connection broke at teardown
+        sys.stdout.flush()
+        fail("Connection to flaky.example closed by remote host.", 255)
     sys.exit(code)
 
 

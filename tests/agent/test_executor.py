@@ -105,6 +105,18 @@ def test_unreachable_source_is_a_readable_error(fake: FakeZfs, config: AgentConf
     assert "backup/data" not in fake.state()["datasets"]
 
 
+def test_ssh_failing_after_a_complete_receive_counts_as_done(
+    fake: FakeZfs, config: AgentConfig
+) -> None:
+    plan = instructions(action(1, snapshot_name="a", source_ssh_hostname="flaky.example",
+                               pipeline=[["ssh", "-n", "-o", "BatchMode=yes", "-p", "22",
+                                          "zfs@flaky.example", "zfs send tank/data@a"],
+                                         ["zfs", "receive", "-u", "backup/data"]]))
+    _, client = execute(config, plan)
+    assert fake.snapshots("backup/data") == ["a"]
+    assert [s["status"] for s in client.states] == ["syncing", "in_sync"]
+
+
 def test_plain_rollback_discards_changes_since_the_base(fake: FakeZfs,
                                                         config: AgentConfig) -> None:
     execute(config, instructions(action(1, snapshot_name="a")))
