@@ -457,8 +457,9 @@ def random_fleet(witness: Witness, seed: int) -> random.Random:
              host(witness, "p2", "pool2", ssh_hostname="p2.example")]
     agent = Style(False, 0)
     for logical in LOGICALS:
+        # "daily" every day, or (sparse) every week: a pattern may then match old ones only.
         history = hourly(rng.randrange(48, 24 * 15), end=NOW - rng.randrange(0, 4) * HOUR,
-                         daily_every=24)
+                         daily_every=rng.choice((24, 24 * 7)))
         kept = keep(history, rng.choice((36, 100, 10_000)))
         agent.copy(hub, logical, kept)
         for member, style in targets:
@@ -469,13 +470,23 @@ def random_fleet(witness: Witness, seed: int) -> random.Random:
             agent.copy(peer, logical, history[: max(upto, 1)])
         if rng.random() < 0.2:  # diverged peer
             agent.own(peers[1], logical, history[max(cut[1], 1) - 1][1], 1, rng)
+    two_pools = rng.random() < 0.5  # t1 also has a pool "extra": no default root
+    if two_pools:
+        targets[0][0].snapshots["extra"] = [
+            item(targets[0][0], "x", "old", NOW - 400 * HOUR, guid=1, txg=True)
+            | {"dataset": "extra/misc", "pool": "extra"}]
     for member in [hub, *(m for m, _ in targets), *peers]:
         member.report()
     pattern = rng.choice(("", "", "*_daily", "autosnap_*"))
     group(witness, hub, hub, *(m for m, _ in targets), name="main",
           snapshot_pattern=pattern, allow_rollback=rng.random() < 0.3)
     at(witness, NOW + timedelta(seconds=30), hub, *(m for m, _ in targets), *peers)
-    group(witness, hub, hub, targets[0][0], name="overlap", datasets=["vm/*"])
+    overlap = {"name": "overlap", "directional": True, "hub_system_id": hub.id,
+               "datasets": ["vm/*"], "snapshot_pattern": rng.choice(("", "*_daily")),
+               "members": [{"system_id": hub.id, "root": "tank"},
+                           {"system_id": targets[0][0].id}]}  # default root
+    response = witness.client.post(f"{API}/sync-groups", json=overlap, headers=ADMIN)
+    assert response.status_code == 201, response.text
     group(witness, None, *peers, name="both-ways")
     _claims_and_resolutions(witness, rng, [m for m, _ in targets])
     return rng
