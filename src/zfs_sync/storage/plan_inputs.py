@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from zfs_sync.config import Settings
@@ -34,9 +34,13 @@ from zfs_sync.storage.models import (
     SyncState,
     System,
 )
+from zfs_sync.storage.types import UTCDateTime
 
 WINDOW_MARGIN = timedelta(days=1)  # creation times of one snapshot may differ by report form
-OR_CHUNK = 200
+# Pairs per statement: 3 parameters each, well under SQLite's 32766.
+PAIR_CHUNK = 2000
+# The cut of a pair whose whole history is wanted (``None`` in the cut map).
+EVERYTHING = datetime(1, 1, 1, tzinfo=timezone.utc)
 Pair = tuple[str, str]  # (system_id, full dataset)
 EdgeKey = tuple[str, str]  # (group_id, logical dataset)
 
@@ -170,37 +174,52 @@ def _cutoffs(
 def _load_snapshots(
     session: Session, cut: Mapping[Pair, datetime | None]
 ) -> dict[Pair, list[pt.SnapshotFact]]:
-    by_system: dict[str, list[tuple[str, datetime | None]]] = defaultdict(list)
-    for (system_id, dataset), since in cut.items():
-        by_system[system_id].append((dataset, since))
+    """Each pair's snapshots from its cut on, in one query per chunk of pairs.
+
+    The pairs and their cuts go in as a VALUES list joined to ``snapshots``, so that the
+    window index answers each pair by range. The statement is written as text: built through
+    the expression language, compiling a VALUES list of a few hundred rows costs more than
+    running it.
+    """
     found: dict[Pair, list[pt.SnapshotFact]] = defaultdict(list)
-    columns = (
-        Snapshot.system_id,
-        Snapshot.dataset,
-        Snapshot.id,
-        Snapshot.name,
-        Snapshot.guid,
-        Snapshot.createtxg,
-        Snapshot.timestamp,
-        Snapshot.size,
-        Snapshot.referenced,
-    )
-    for system_id, wanted in by_system.items():
-        for start in range(0, len(wanted), OR_CHUNK):
-            terms = [
-                and_(Snapshot.dataset == d, Snapshot.timestamp >= since)
-                if since is not None
-                else Snapshot.dataset == d
-                for d, since in wanted[start : start + OR_CHUNK]
-            ]
-            rows = session.execute(
-                select(*columns).where(Snapshot.system_id == system_id, or_(*terms))
+    wanted = [(system, dataset, since or EVERYTHING) for (system, dataset), since in cut.items()]
+    for start in range(0, len(wanted), PAIR_CHUNK):
+        chunk = wanted[start : start + PAIR_CHUNK]
+        rows = ", ".join(f"(:s{i}, :d{i}, :t{i})" for i in range(len(chunk)))
+        query = (
+            text(_WINDOW_SQL.format(rows=rows))
+            .bindparams(*(bindparam(f"t{i}", type_=UTCDateTime()) for i in range(len(chunk))))
+            .columns(*_FACT_COLUMNS)
+        )
+        params: dict[str, object] = {}
+        for i, (system_id, dataset, since) in enumerate(chunk):
+            params[f"s{i}"], params[f"d{i}"], params[f"t{i}"] = system_id, dataset, since
+        for sid, dataset, ident, name, guid, txg, ts, size, referenced in session.execute(
+            query, params
+        ):
+            found[(sid, dataset)].append(
+                pt.SnapshotFact(name, ts, ident, guid, txg, size, referenced)
             )
-            for sid, dataset, ident, name, guid, txg, ts, size, referenced in rows:
-                found[(sid, dataset)].append(
-                    pt.SnapshotFact(name, ts, ident, guid, txg, size, referenced)
-                )
     return found
+
+
+_FACT_COLUMNS = (
+    Snapshot.system_id,
+    Snapshot.dataset,
+    Snapshot.id,
+    Snapshot.name,
+    Snapshot.guid,
+    Snapshot.createtxg,
+    Snapshot.timestamp,
+    Snapshot.size,
+    Snapshot.referenced,
+)
+_WINDOW_SQL = (
+    "WITH window_cut (system_id, dataset, since) AS (VALUES {rows}) "
+    "SELECT s.system_id, s.dataset, s.id, s.name, s.guid, s.createtxg, s.timestamp, s.size, "
+    "s.referenced FROM snapshots AS s JOIN window_cut AS w ON s.system_id = w.system_id "
+    "AND s.dataset = w.dataset AND s.timestamp >= w.since"
+)
 
 
 def _priors(session: Session, group_ids: Sequence[str]) -> dict[str, list[pt.PriorState]]:
