@@ -162,7 +162,7 @@ class _Sides:
 
 
 def _sides(edge: EdgeInput, target: DatasetFacts) -> _Sides:
-    src_all, tgt_all = history(edge.source.snapshots), history(target.snapshots)
+    src_all, tgt_all = edge.source.history, target.history
     pattern = edge.snapshot_pattern
     return _Sides(
         src_all, eligible(src_all.ordered, pattern), tgt_all, eligible(tgt_all.ordered, pattern)
@@ -171,7 +171,7 @@ def _sides(edge: EdgeInput, target: DatasetFacts) -> _Sides:
 
 def plan_edge(edge: EdgeInput) -> EdgePlan:
     """The facts-only plan of one edge (DESIGN.md section 8, "Per edge")."""
-    source = eligible(history(edge.source.snapshots).ordered, edge.snapshot_pattern)
+    source = eligible(edge.source.history.ordered, edge.snapshot_pattern)
     use_chain = bool(edge.snapshot_pattern)
     if edge.target is None:
         return EdgePlan(SyncStatus.OUT_OF_SYNC, tuple(full_chain(source, use_chain)), owed=source)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from zfs_sync.domain.names import logical_dataset
-from zfs_sync.domain.plan_history import dataset_matches, eligible, history, same_snapshot
+from zfs_sync.domain.plan_history import dataset_matches, eligible, same_snapshot
 from zfs_sync.domain.plan_types import (
     DatasetFacts,
     Group,
@@ -41,7 +41,7 @@ class Membership:
         facts = self.datasets[system_id].get(dataset)
         if facts is None:
             return ()
-        return eligible(history(facts.snapshots).ordered, self.group.snapshot_pattern)
+        return eligible(facts.history.ordered, self.group.snapshot_pattern)
 
 
 def member_root(member: Member, facts: SystemFacts | None) -> str | None:

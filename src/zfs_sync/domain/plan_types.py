@@ -10,9 +10,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from zfs_sync.domain.names import pool_of
+
+if TYPE_CHECKING:
+    from zfs_sync.domain.plan_history import History
 
 # Capability flags an agent reports; a missing or non-True flag means "not supported".
 COMPRESSED_SEND = "compressed_send"
@@ -82,6 +87,14 @@ class DatasetFacts:
     encryption: bool = False
     received_raw: bool | None = None  # None = unknown (inferred from encryption)
     snapshots: tuple[SnapshotFact, ...] = ()
+
+    @cached_property
+    def history(self) -> History:
+        """The snapshots in host order with identity lookups, built once per facts object
+        (a source's history serves every target's edge)."""
+        from zfs_sync.domain.plan_history import history
+
+        return history(self.snapshots)
 
 
 @dataclass(frozen=True)

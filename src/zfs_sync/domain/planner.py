@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from zfs_sync.domain.names import join_dataset
 from zfs_sync.domain.plan_actions import EdgeEnds, build_actions
 from zfs_sync.domain.plan_edge import EdgeInput, EdgePlan, plan_edge
-from zfs_sync.domain.plan_history import history
 from zfs_sync.domain.plan_sources import (
     ROOT_MUST_BE_SET,
     Membership,
@@ -279,7 +278,7 @@ def _hold_reason(ctx: _Context, ends: EdgeEnds, plan: EdgePlan, view: ClaimView)
 def _finish_edge(ctx: _Context, ends: EdgeEnds, plan: EdgePlan) -> None:
     """Combine facts with claims and holds, then record the state, actions and conflicts."""
     prior = ctx.priors.get((ends.dataset, ends.target.system_id))
-    target_history = history(ends.target_facts.snapshots) if ends.target_facts else None
+    target_history = ends.target_facts.history if ends.target_facts else None
     view = apply_claims(
         plan.status,
         plan.reason,

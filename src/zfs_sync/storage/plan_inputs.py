@@ -29,12 +29,11 @@ from zfs_sync.storage.models import (
     ConflictRecord,
     Dataset,
     GroupMember,
-    Snapshot,
     SyncGroup,
     SyncState,
     System,
 )
-from zfs_sync.storage.types import UTCDateTime
+from zfs_sync.storage.types import UTCDateTime, guid_from_db
 
 WINDOW_MARGIN = timedelta(days=1)  # creation times of one snapshot may differ by report form
 # Pairs per statement: 3 parameters each, well under SQLite's 32766.
@@ -186,34 +185,29 @@ def _load_snapshots(
     for start in range(0, len(wanted), PAIR_CHUNK):
         chunk = wanted[start : start + PAIR_CHUNK]
         rows = ", ".join(f"(:s{i}, :d{i}, :t{i})" for i in range(len(chunk)))
-        query = (
-            text(_WINDOW_SQL.format(rows=rows))
-            .bindparams(*(bindparam(f"t{i}", type_=UTCDateTime()) for i in range(len(chunk))))
-            .columns(*_FACT_COLUMNS)
+        query = text(_WINDOW_SQL.format(rows=rows)).bindparams(
+            *(bindparam(f"t{i}", type_=UTCDateTime()) for i in range(len(chunk)))
         )
         params: dict[str, object] = {}
         for i, (system_id, dataset, since) in enumerate(chunk):
             params[f"s{i}"], params[f"d{i}"], params[f"t{i}"] = system_id, dataset, since
+        # Raw rows, converted here: the types' per-value processors cost more than the query.
         for sid, dataset, ident, name, guid, txg, ts, size, referenced in session.execute(
             query, params
         ):
             found[(sid, dataset)].append(
-                pt.SnapshotFact(name, ts, ident, guid, txg, size, referenced)
+                pt.SnapshotFact(name, _utc(ts), ident, guid_from_db(guid), txg, size, referenced)
             )
     return found
 
 
-_FACT_COLUMNS = (
-    Snapshot.system_id,
-    Snapshot.dataset,
-    Snapshot.id,
-    Snapshot.name,
-    Snapshot.guid,
-    Snapshot.createtxg,
-    Snapshot.timestamp,
-    Snapshot.size,
-    Snapshot.referenced,
-)
+def _utc(value: datetime | str) -> datetime:
+    """A stored naive-UTC time (a string in SQLite) as an aware datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=timezone.utc)
+
+
 _WINDOW_SQL = (
     "WITH window_cut (system_id, dataset, since) AS (VALUES {rows}) "
     "SELECT s.system_id, s.dataset, s.id, s.name, s.guid, s.createtxg, s.timestamp, s.size, "

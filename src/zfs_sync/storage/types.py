@@ -45,9 +45,7 @@ class Guid(TypeDecorator[int]):
         return value - _TWO_64 if value >= _TWO_63 else value
 
     def process_result_value(self, value: int | None, dialect: Dialect) -> int | None:
-        if value is None:
-            return None
-        return value + _TWO_64 if value < 0 else value
+        return guid_from_db(value)
 
 
 def guid_to_db(value: int | None) -> int | None:
@@ -55,3 +53,10 @@ def guid_to_db(value: int | None) -> int | None:
     if value is None:
         return None
     return value - _TWO_64 if value >= _TWO_63 else value
+
+
+def guid_from_db(value: int | None) -> int | None:
+    """A guid as stored (signed) back to ZFS's unsigned value."""
+    if value is None:
+        return None
+    return value + _TWO_64 if value < 0 else value
