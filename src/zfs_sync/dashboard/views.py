@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from zfs_sync import planning
@@ -33,6 +31,7 @@ from zfs_sync.storage import systems as system_store
 from zfs_sync.storage.events import list_events
 from zfs_sync.storage.models import Dataset, Event
 from zfs_sync.storage.snapshot_queries import history
+from zfs_sync.storage.summaries import dataset_rows
 
 ALL = 100_000
 RECENT_EVENTS = 15
@@ -86,14 +85,6 @@ class Overview:
     open_conflicts: int
     late_edges: int
     events: list[Event]
-
-
-def dataset_rows(session: Session, system_ids: Collection[str] | None = None) -> list[Dataset]:
-    """The per-(system, dataset) summaries the snapshot writes keep current."""
-    query = select(Dataset).order_by(Dataset.system_id, Dataset.name)
-    if system_ids is not None:
-        query = query.where(Dataset.system_id.in_(list(system_ids)))
-    return list(session.scalars(query))
 
 
 def names(session: Session) -> Names:

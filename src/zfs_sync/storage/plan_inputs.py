@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from zfs_sync.config import Settings
@@ -33,7 +33,8 @@ from zfs_sync.storage.models import (
     SyncState,
     System,
 )
-from zfs_sync.storage.types import UTCDateTime, guid_from_db
+from zfs_sync.storage.snapshots import timestamp_binder
+from zfs_sync.storage.types import guid_from_db
 
 WINDOW_MARGIN = timedelta(days=1)  # creation times of one snapshot may differ by report form
 # Pairs per statement: 3 parameters each, well under SQLite's 32766.
@@ -176,28 +177,32 @@ def _load_snapshots(
     """Each pair's snapshots from its cut on, in one query per chunk of pairs.
 
     The pairs and their cuts go in as a VALUES list joined to ``snapshots``, so that the
-    window index answers each pair by range. The statement is written as text: built through
-    the expression language, compiling a VALUES list of a few hundred rows costs more than
-    running it.
+    window index answers each pair by range. Like the ingest path (``storage/snapshots.py``)
+    this runs on the driver's cursor with values in their stored form: SQLAlchemy's
+    statement compilation and per-value processing cost more than the query itself here.
     """
     found: dict[Pair, list[pt.SnapshotFact]] = defaultdict(list)
-    wanted = [(system, dataset, since or EVERYTHING) for (system, dataset), since in cut.items()]
-    for start in range(0, len(wanted), PAIR_CHUNK):
-        chunk = wanted[start : start + PAIR_CHUNK]
-        rows = ", ".join(f"(:s{i}, :d{i}, :t{i})" for i in range(len(chunk)))
-        query = text(_WINDOW_SQL.format(rows=rows)).bindparams(
-            *(bindparam(f"t{i}", type_=UTCDateTime()) for i in range(len(chunk)))
-        )
-        params: dict[str, object] = {}
-        for i, (system_id, dataset, since) in enumerate(chunk):
-            params[f"s{i}"], params[f"d{i}"], params[f"t{i}"] = system_id, dataset, since
-        # Raw rows, converted here: the types' per-value processors cost more than the query.
-        for sid, dataset, ident, name, guid, txg, ts, size, referenced in session.execute(
-            query, params
-        ):
-            found[(sid, dataset)].append(
-                pt.SnapshotFact(name, _utc(ts), ident, guid_from_db(guid), txg, size, referenced)
-            )
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    stored_time = timestamp_binder(connection.dialect)
+    wanted = [
+        (system, dataset, stored_time(since or EVERYTHING))
+        for (system, dataset), since in cut.items()
+    ]
+    cursor = connection.connection.cursor()
+    try:
+        for start in range(0, len(wanted), PAIR_CHUNK):
+            chunk = wanted[start : start + PAIR_CHUNK]
+            rows = ", ".join([f"({mark}, {mark}, {mark})"] * len(chunk))
+            cursor.execute(_WINDOW_SQL.format(rows=rows), [v for row in chunk for v in row])
+            for sid, dataset, ident, name, guid, txg, ts, size, referenced in cursor.fetchall():
+                found[(sid, dataset)].append(
+                    pt.SnapshotFact(
+                        name, _utc(ts), ident, guid_from_db(guid), txg, size, referenced
+                    )
+                )
+    finally:
+        cursor.close()
     return found
 
 

@@ -110,7 +110,7 @@ def _iso_text(value: datetime) -> str:
 _SAMPLE = datetime(2026, 11, 26, 9, 5, 3, 120, tzinfo=timezone.utc)
 
 
-def _timestamp_binder(dialect: Dialect) -> Callable[[datetime], Any]:
+def timestamp_binder(dialect: Dialect) -> Callable[[datetime], Any]:
     """A datetime -> the value UTCDateTime would bind on this dialect.
 
     That is the naive UTC time, passed through the dialect's DateTime processor: none on
@@ -143,7 +143,7 @@ class _Bulk:
         self.cursor = connection.connection.cursor()
         self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
         self.quote = dialect.identifier_preparer.quote
-        self.timestamp = _timestamp_binder(dialect)
+        self.timestamp = timestamp_binder(dialect)
 
     def close(self) -> None:
         self.cursor.close()

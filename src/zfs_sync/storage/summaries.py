@@ -40,6 +40,14 @@ def refresh_dataset_summaries(
         _refresh_chunk(session, system_id, names[start : start + CHUNK], now, known)
 
 
+def dataset_rows(session: Session, system_ids: Collection[str] | None = None) -> list[Dataset]:
+    """The summaries of every dataset (of ``system_ids`` when given), by system and name."""
+    query = select(Dataset).order_by(Dataset.system_id, Dataset.name)
+    if system_ids is not None:
+        query = query.where(Dataset.system_id.in_(list(system_ids)))
+    return list(session.scalars(query))
+
+
 def summarise(snapshots: Iterable[tuple[str, str, datetime, int | None]]) -> dict[str, Summary]:
     """Summaries from (dataset, name, timestamp, createtxg) rows: count and newest."""
     counts: dict[str, int] = {}
