@@ -1,8 +1,13 @@
-"""A webhook receiver: a local HTTP server on 127.0.0.1 that answers with scripted codes."""
+"""A webhook receiver: a local HTTP server on 127.0.0.1 that answers with scripted codes.
+
+``delay`` makes every answer slow (a receiver that takes its time), so that a delivery spans
+several monitor ticks.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +33,7 @@ class Receiver:
 
 
 @contextmanager
-def webhook_receiver(codes: list[int] | None = None) -> Iterator[Receiver]:
+def webhook_receiver(codes: list[int] | None = None, delay: float = 0.0) -> Iterator[Receiver]:
     receiver = Receiver(url="", codes=list(codes or []))
     lock = threading.Lock()
 
@@ -38,6 +43,7 @@ def webhook_receiver(codes: list[int] | None = None) -> Iterator[Receiver]:
             with lock:
                 code = receiver.codes.pop(0) if receiver.codes else 200
                 receiver.calls.append(Received(dict(self.headers), body, code))
+            time.sleep(delay)
             self.send_response(code)
             self.send_header("Content-Length", "0")
             self.end_headers()
