@@ -102,6 +102,10 @@ def _run_uvicorn(app: Any, settings: Settings, generated: Any) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # uvicorn believes X-Forwarded-* from loopback by default; only configured proxies
+        # may say who the client is (the auth failure limit counts per client address).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
         log_config=None,

@@ -7,6 +7,7 @@ key is an error that names it, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -74,6 +75,16 @@ class Settings(BaseModel):
         if value is not None and len(value) < 16:
             raise ValueError("the admin token must be at least 16 characters long")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return [item.strip() for item in value]
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else default_data_dir()

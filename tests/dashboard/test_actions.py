@@ -137,3 +137,17 @@ def test_wrong_token_does_not_sign_in(witness: Witness) -> None:
     assert response.status_code == 401
     assert sessions.COOKIE not in response.headers.get("set-cookie", "")
     assert witness.client.post("/login", data={}, follow_redirects=False).status_code == 401
+
+
+def test_non_ascii_cookie_or_csrf_is_refused_not_a_crash(witness: Witness) -> None:
+    sign_in(witness)
+    cookie = witness.client.cookies.get(sessions.COOKIE)
+    payload, _, sig = cookie.partition(".")
+    # A non-ASCII CSRF value with a valid session: refused (compare_digest on str would raise).
+    response = witness.client.post("/groups/new", data={"csrf": "é" * 8, "name": "x"},
+                                   follow_redirects=False)
+    assert response.status_code == 403
+    assert sessions.decode(b"secret", payload + ".é" + sig[1:], 0) is None
+    assert sessions.decode(b"secret", "é." + sig, 0) is None
+    assert not sessions.csrf_ok(sessions.DashboardSession("abc", 0), "\ud800")
+    assert "made-here" not in [g["name"] for g in witness.client.get("/api/v1/sync-groups").json()]

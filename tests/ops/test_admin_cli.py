@@ -117,7 +117,11 @@ def test_groups_status_conflicts_events(server: str) -> None:
 def test_delete_and_errors(server: str, tmp_path: Path) -> None:
     assert "deleted gamma" in cli(server, "systems", "delete", "gamma", "--yes")
     assert as_json(server, "systems", "delete", "beta", "--yes")["hostname"] == "beta"
-    # alpha is the hub of g2: refused without --force, with the witness's reason.
+    # alpha is the hub of a group (its own here: under xdist this test may run on a worker
+    # where the earlier tests of this module did not): refused, with the witness's reason.
+    assert "created group hub-of-alpha" in cli(
+        server, "groups", "create", "hub-of-alpha", "--hub", "alpha"
+    )
     assert "409" in cli(server, "systems", "delete", "alpha", "--yes", ok=False)
     result = CliRunner().invoke(
         main,

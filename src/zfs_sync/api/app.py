@@ -8,10 +8,12 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
 
 from zfs_sync import __version__, metrics
 from zfs_sync.api.errors import install_error_handlers
-from zfs_sync.api.middleware import BodyLimitMiddleware
+from zfs_sync.api.middleware import BodyLimitMiddleware, NoSniffMiddleware
+from zfs_sync.api.ratelimit import AuthFailureGuard
 from zfs_sync.api.routes import (
     conflicts,
     events,
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.auth_guard = AuthFailureGuard.from_settings(settings)
     install_error_handlers(app)
     routers = (health.router, systems.router, protection.router, snapshots.router, groups.router,
                sync.router, conflicts.router, stream.router, events.router)
@@ -65,7 +68,22 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.metrics = metrics.Metrics(db, settings)
     app.include_router(metrics.router)
     app.add_middleware(metrics.HttpMetricsMiddleware, metrics=app.state.metrics)
+    _add_cors(app, settings)
+    app.add_middleware(NoSniffMiddleware)
     return app
+
+
+def _add_cors(app: FastAPI, settings: Settings) -> None:
+    """CORS is closed unless ZFS_SYNC_CORS_ORIGINS names origins; no cookies cross-origin."""
+    if not settings.cors_origins:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
+        allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
+        expose_headers=["Retry-After"],
+    )
 
 
 def _mount_docs(app: FastAPI) -> None:

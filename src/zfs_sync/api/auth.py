@@ -2,6 +2,7 @@
 
 Both credentials are accepted in both headers: ``X-API-Key: <key>`` and
 ``Authorization: Bearer <key>``. Every 401/403 says which credential the route needs.
+Failed authentications are counted per client address (``ratelimit.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from zfs_sync.api import ratelimit
 from zfs_sync.api.errors import ApiError
 from zfs_sync.config import Settings
 from zfs_sync.storage import credentials
@@ -60,6 +62,9 @@ def get_principal(
     key: Annotated[str | None, Security(api_key_header)] = None,
     bearer_creds: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
 ) -> Principal:
+    if not (key or bearer_creds):
+        return ANONYMOUS
+    ratelimit.refuse_if_locked(request)  # before looking: a locked-out guess learns nothing
     presented = _presented(key, bearer_creds)
     if not presented:
         return ANONYMOUS
@@ -69,6 +74,7 @@ def get_principal(
             return Principal(Role.ADMIN)
         system = credentials.system_for_key(session, presented)
     if system is None:
+        ratelimit.record_failure(request)
         raise ApiError(
             401,
             "E_INVALID_CREDENTIAL",

@@ -1,4 +1,4 @@
-"""ASGI middleware applied to every route: URL sanity and the request body limit."""
+"""ASGI middleware applied to every route: URL sanity, the request body limit, nosniff."""
 
 from __future__ import annotations
 
@@ -111,3 +111,25 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class NoSniffMiddleware:
+    """``X-Content-Type-Options: nosniff`` on every response, JSON and HTML alike."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from zfs_sync.api import ratelimit
 from zfs_sync.api.auth import Principal, Role
 from zfs_sync.api.deps import DbDep, NowDep, SettingsDep
 from zfs_sync.api.errors import ApiError
@@ -107,10 +108,19 @@ def login_form(request: Request) -> Response:
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, form: FormDep, db: DbDep) -> Response:
     token = one(form, "token")
+    retry_after = ratelimit.locked_for(request) if token else None
+    if retry_after is not None:
+        locked = page(request, "login.html", {"title": "Sign in", "error": (
+            "Too many failed sign-ins from this address: try again in "
+            f"{retry_after} s.")}, status=429)
+        locked.headers["Retry-After"] = str(retry_after)
+        return locked
     with db.read() as session:
         good = bool(token) and credentials.is_admin_token(
             credentials.admin_token_hash(session), token)
     if not good:
+        if token:
+            ratelimit.record_failure(request)
         return page(request, "login.html", {"title": "Sign in",
                                             "error": "That is not the admin token."}, status=401)
     response = RedirectResponse("/", status_code=303)

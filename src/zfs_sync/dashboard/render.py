@@ -50,7 +50,7 @@ templates.env.filters.update(ago=ago, duration=duration, when=when)
 
 
 def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
-    """Render a page with the session (for admin forms) and a strict CSP."""
+    """Render a page with the session (for admin forms), a strict CSP and no framing."""
     current = sessions.current(request)
     response = templates.TemplateResponse(
         request, name,
@@ -61,6 +61,7 @@ def page(request: Request, name: str, context: dict[str, Any], status: int = 200
     )
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"  # frame-ancestors for older browsers
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -63,7 +63,8 @@ def encode(secret: bytes, data: DashboardSession) -> str:
 def decode(secret: bytes, cookie: str, now: float) -> DashboardSession | None:
     """The session in a cookie, or None if it is forged, malformed or expired."""
     payload, _, signature = cookie.partition(".")
-    if not hmac.compare_digest(_sign(secret, payload.encode()), signature):
+    # Bytes, not str: compare_digest refuses non-ASCII text with TypeError (a crafted cookie).
+    if not hmac.compare_digest(_sign(secret, payload.encode()).encode(), signature.encode()):
         return None
     try:
         data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -94,4 +95,8 @@ def end(response: Response) -> None:
 
 
 def csrf_ok(data: DashboardSession | None, token: str | None) -> bool:
-    return data is not None and bool(token) and hmac.compare_digest(data.csrf, token or "")
+    return (
+        data is not None
+        and bool(token)
+        and hmac.compare_digest(data.csrf.encode(), (token or "").encode("utf-8", "surrogatepass"))
+    )
