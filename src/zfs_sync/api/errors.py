@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -137,6 +140,72 @@ async def _on_data_error(request: Request, exc: DataError) -> JSONResponse:
     )
 
 
+# How long a client should wait before retrying while the database is unavailable.
+DATABASE_RETRY_AFTER_SECONDS = 5
+# SQLite raises OperationalError for schema bugs too ("no such table"): only these messages
+# mean "busy or unreachable, try again", the rest stay 500s.
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "disk i/o error",
+                     "database or disk is full", "unable to open database file")
+
+
+class _Throttle:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last = -seconds
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.seconds:
+                return False
+            self._last = now
+            return True
+
+
+_outage_log = _Throttle(10.0)
+
+
+def database_unavailable(exc: Exception) -> bool:
+    """Whether a database error means "down, restarting or busy" rather than a bug."""
+    if isinstance(exc, (DisconnectionError, PoolTimeoutError)):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if type(orig).__module__.startswith("sqlite3"):
+        message = str(orig).lower()
+        return any(part in message for part in _SQLITE_TRANSIENT)
+    # psycopg: connection refused/reset, admin shutdown, "the database system is starting
+    # up", a closed connection; all are OperationalError or InterfaceError.
+    return type(exc).__name__ in ("OperationalError", "InterfaceError")
+
+
+async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_unavailable(exc):
+        return await _on_unexpected(request, exc)
+    orig = getattr(exc, "orig", None) or exc
+    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    # Every request fails alike while the database is down: one warning per interval, not
+    # one per request.
+    level = logging.WARNING if _outage_log.due() else logging.DEBUG
+    log.log(level, "database unavailable on %s %s: %s: %s (answering 503)", request.method,
+            request.url.path, type(orig).__name__, first_line)
+    return _json(
+        503,
+        error_body(
+            "The database is unavailable or busy, so the request could not be completed.",
+            "E_DATABASE_UNAVAILABLE",
+            f"Send the request again after {DATABASE_RETRY_AFTER_SECONDS} seconds (a write is "
+            "either stored whole or not at all); if this lasts, check the database "
+            "(zfs-sync db check).",
+        ),
+        {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _json(
@@ -154,4 +223,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _on_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(DataError, _on_data_error)  # type: ignore[arg-type]
+    for database_error in (DBAPIError, DisconnectionError, PoolTimeoutError):
+        app.add_exception_handler(database_error, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -8,6 +8,7 @@ failing with "database is locked" when a read transaction tries to upgrade.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # An arbitrary constant: the key of the advisory lock that serialises migrations.
 MIGRATION_LOCK_KEY = 0x7A667373  # "zfss"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# How long a writer waits for its turn among this process's writers before a 503.
+SQLITE_WRITER_QUEUE_TIMEOUT_S = 120
+# A request must not hang on an unreachable PostgreSQL: fail the connect and answer 503.
+POSTGRES_CONNECT_TIMEOUT_S = 5
 
 
 def normalise_url(url: str) -> str:
@@ -62,10 +68,18 @@ class Database:
             )
             _install_sqlite_hooks(self.engine)
         else:
+            # pre_ping replaces connections a PostgreSQL restart closed, so the first request
+            # after the restart does not fail on a dead pooled connection.
             self.engine = create_engine(
-                self.url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20
+                self.url,
+                echo=echo,
+                pool_pre_ping=True,
+                pool_size=10,
+                max_overflow=20,
+                connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
             )
         self._writer = self.engine.execution_options(zfs_sync_write=True)
+        self._write_lock = threading.RLock() if self.is_sqlite else None
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -74,9 +88,27 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that commits on success and rolls back on any exception."""
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
-            yield session
+        """A transaction that commits on success and rolls back on any exception.
+
+        On SQLite the process's writers queue on a lock before ``BEGIN IMMEDIATE``: SQLite's
+        own busy handler polls, so under load a waiting writer can lose every race for the
+        busy timeout and fail with "database is locked". The lock hands the writer over to
+        one waiting thread at a time; the busy timeout is left for other processes.
+        """
+        if self._write_lock is None:
+            with Session(self._writer, expire_on_commit=False) as session, session.begin():
+                yield session
+            return
+        if not self._write_lock.acquire(timeout=SQLITE_WRITER_QUEUE_TIMEOUT_S):
+            raise PoolTimeoutError(
+                f"no turn to write within {SQLITE_WRITER_QUEUE_TIMEOUT_S} s (SQLite writers "
+                "are serial and the queue is long)"
+            )
+        try:
+            with Session(self._writer, expire_on_commit=False) as session, session.begin():
+                yield session
+        finally:
+            self._write_lock.release()
 
     def dispose(self) -> None:
         self.engine.dispose()
