@@ -130,10 +130,19 @@ def list_properties(caps: Capabilities) -> tuple[str, ...]:
     return BASE_PROPS + tuple(extra)
 
 
+_UINT64 = re.compile(r"[0-9]{1,20}")
+
+
 def _number(value: str | None) -> int | None:
-    if value is None or not value.isdigit():
+    """A raw ``-p`` number, or None for anything else (``-``, zfs-fuse's ``10.3E``).
+
+    ZFS numbers are unsigned 64-bit: ASCII digits only (``"²".isdigit()`` is true, and
+    ``int`` refuses it), and nothing longer than 2^64 - 1 (``int`` refuses 4,300 digits).
+    """
+    if value is None or not _UINT64.fullmatch(value):
         return None
-    return int(value)
+    number = int(value)
+    return number if number < 2**64 else None
 
 
 def value_or_none(raw: str) -> str | None:

@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 
 from zfs_sync.api.auth import PrincipalDep, check_admin, check_read
 from zfs_sync.config import Settings
+from zfs_sync.domain.parsing import MAX_INT64
 from zfs_sync.storage.common import utcnow
 from zfs_sync.storage.db import Database
 
@@ -45,4 +46,5 @@ ReadAccess = Depends(require_read)
 GroupAdminAccess = Depends(require_group_admin)
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size (at most 1000).")]
-Offset = Annotated[int, Query(ge=0, description="Rows to skip.")]
+# The databases' OFFSET is a signed 64-bit integer: a bigger one would be a 500, not a 422.
+Offset = Annotated[int, Query(ge=0, le=MAX_INT64, description="Rows to skip.")]

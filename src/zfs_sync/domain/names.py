@@ -13,8 +13,12 @@ start with ``-``, so a name can never be taken for a command-line flag.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 MAX_NAME_LEN = 255  # ZFS_MAX_DATASET_NAME_LEN (256) minus the terminating NUL
+# Names that passed a check are remembered (a fleet repeats the same few thousand); a refused
+# name raises and is not cached.
+CHECKED_CACHE = 65536
 _COMPONENT = re.compile(r"[A-Za-z0-9_.: -]+")
 _GLOB_COMPONENT = re.compile(r"[A-Za-z0-9_.: \-*?\[\]!]+")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -45,10 +49,13 @@ def _check_component(component: str, what: str, pattern: re.Pattern[str] = _COMP
 
 
 def _check_length(value: str, what: str) -> None:
-    if len(value.encode()) > MAX_NAME_LEN:
+    # "surrogatepass": a lone surrogate (JSON "\ud800", YAML "\ud800") must get InvalidName
+    # from the character check, not a UnicodeEncodeError from here.
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_LEN:
         raise InvalidName(f"{what} is longer than {MAX_NAME_LEN} bytes")
 
 
+@lru_cache(maxsize=CHECKED_CACHE)
 def validate_pool_name(value: str) -> str:
     """A pool name: one component, starting with a letter, not a reserved vdev word."""
     _check_length(value, "pool name")
@@ -65,6 +72,7 @@ def validate_pool_name(value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=CHECKED_CACHE)
 def validate_dataset_name(value: str) -> str:
     """A full dataset name such as ``tank/data/vm1`` (the first component is the pool)."""
     _check_length(value, "dataset name")
@@ -87,6 +95,7 @@ def validate_relative_dataset(value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=CHECKED_CACHE)
 def validate_snapshot_name(value: str) -> str:
     """The part of a snapshot name after ``@``."""
     _check_length(value, "snapshot name")
@@ -134,6 +143,7 @@ def validate_hostname(value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=CHECKED_CACHE)
 def validate_ssh_hostname(value: str) -> str:
     """A host name or IP address for ssh (``[::1]`` form accepted for IPv6)."""
     if not 0 < len(value) <= 255:
@@ -146,6 +156,7 @@ def validate_ssh_hostname(value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=CHECKED_CACHE)
 def validate_ssh_user(value: str) -> str:
     """A POSIX user name for ssh."""
     if not 0 < len(value) <= 64 or not _SSH_USER.fullmatch(value):
@@ -156,6 +167,7 @@ def validate_ssh_user(value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=CHECKED_CACHE)
 def validate_command_path(value: str) -> str:
     """The zfs binary: a bare command (``zfs``) or a path (``/usr/sbin/zfs``)."""
     if not 0 < len(value) <= 255 or not _COMMAND_PATH.fullmatch(value):

@@ -6,13 +6,22 @@ from fastapi import APIRouter, Query, Response
 
 from zfs_sync.api.auth import PrincipalDep, check_admin
 from zfs_sync.api.deps import DbDep, Limit, NowDep, Offset, ReadAccess, SettingsDep
-from zfs_sync.api.routes.common import doc, set_total, translate_not_found
+from zfs_sync.api.routes.common import (
+    COMMON_ERRORS,
+    OrjsonRoute,
+    doc,
+    error_responses,
+    set_total,
+    translate_not_found,
+)
 from zfs_sync.api.routes.sync import refresh_after_change
 from zfs_sync.api.schemas.sync import ConflictOut, ResolveIn
 from zfs_sync.storage import sync_states as store
 from zfs_sync.storage.models import SyncGroup
 
-router = APIRouter(prefix="/conflicts", tags=["conflicts"])
+router = APIRouter(
+    prefix="/conflicts", tags=["conflicts"], responses=COMMON_ERRORS, route_class=OrjsonRoute
+)
 
 
 @router.get(
@@ -37,6 +46,7 @@ def list_conflicts(
 
 @router.get(
     "/{conflict_id}",
+    responses=error_responses(404),
     response_model=ConflictOut,
     dependencies=[ReadAccess],
     description=doc(
@@ -52,6 +62,7 @@ def get_conflict(conflict_id: str, db: DbDep) -> ConflictOut:
 
 @router.post(
     "/{conflict_id}/resolve",
+    responses=error_responses(403, 404, 413),
     response_model=ConflictOut,
     description=doc(
         "group_admin",

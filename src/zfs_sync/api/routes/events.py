@@ -5,12 +5,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from zfs_sync.api.deps import DbDep, Limit, Offset, ReadAccess
-from zfs_sync.api.routes.common import doc, set_total
+from zfs_sync.api.routes.common import COMMON_ERRORS, doc, set_total
 from zfs_sync.api.schemas.common import Timestamp
 from zfs_sync.api.schemas.events import EventPublic
 from zfs_sync.storage.events import list_events
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], responses=COMMON_ERRORS)
 
 
 @router.get(

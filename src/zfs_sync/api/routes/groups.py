@@ -17,7 +17,15 @@ from zfs_sync.api.deps import (
     SettingsDep,
 )
 from zfs_sync.api.errors import ApiError
-from zfs_sync.api.routes.common import bad_request, doc, set_total, translate_not_found
+from zfs_sync.api.routes.common import (
+    COMMON_ERRORS,
+    OrjsonRoute,
+    bad_request,
+    doc,
+    error_responses,
+    set_total,
+    translate_not_found,
+)
 from zfs_sync.api.routes.sync import refresh_after_change
 from zfs_sync.api.schemas.groups import (
     GroupRuleError,
@@ -32,7 +40,9 @@ from zfs_sync.api.schemas.groups import (
 from zfs_sync.storage import groups as store
 from zfs_sync.storage.groups import GroupView, WantedMember
 
-router = APIRouter(prefix="/sync-groups", tags=["sync groups"])
+router = APIRouter(
+    prefix="/sync-groups", tags=["sync groups"], responses=COMMON_ERRORS, route_class=OrjsonRoute
+)
 
 
 def to_public(view: GroupView) -> SyncGroupPublic:
@@ -91,6 +101,7 @@ def _duplicate(exc: store.DuplicateGroupName) -> ApiError:
 
 @router.post(
     "",
+    responses=error_responses(403, 404, 409, 413),
     status_code=201,
     response_model=SyncGroupPublic,
     dependencies=[GroupAdminAccess],
@@ -135,6 +146,7 @@ def list_groups(
 
 @router.get(
     "/{group_id}",
+    responses=error_responses(404),
     response_model=SyncGroupPublic,
     dependencies=[ReadAccess],
     description=doc("read", "One sync group with its members."),
@@ -146,6 +158,7 @@ def get_group(group_id: str, db: DbDep) -> SyncGroupPublic:
 
 @router.put(
     "/{group_id}",
+    responses=error_responses(403, 404, 409, 413),
     response_model=SyncGroupPublic,
     dependencies=[GroupAdminAccess],
     description=doc(
@@ -181,6 +194,7 @@ def update_group(
 
 @router.delete(
     "/{group_id}",
+    responses=error_responses(403, 404),
     status_code=204,
     dependencies=[GroupAdminAccess],
     description=doc("group_admin", "Delete a sync group and its memberships (not the systems)."),
@@ -193,6 +207,7 @@ def delete_group(group_id: str, db: DbDep, now: NowDep) -> Response:
 
 @router.post(
     "/{group_id}/systems",
+    responses=error_responses(403, 404, 409, 413),
     status_code=201,
     response_model=SyncGroupPublic,
     dependencies=[GroupAdminAccess],
@@ -224,6 +239,7 @@ def add_member(
 
 @router.delete(
     "/{group_id}/systems/{system_id}",
+    responses=error_responses(403, 404, 409),
     status_code=204,
     dependencies=[GroupAdminAccess],
     description=doc(

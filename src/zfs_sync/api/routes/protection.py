@@ -5,16 +5,17 @@ from fastapi import APIRouter
 from zfs_sync import planning
 from zfs_sync.api.deps import DbDep, NowDep, ReadAccess, SettingsDep
 from zfs_sync.api.errors import not_found
-from zfs_sync.api.routes.common import doc
+from zfs_sync.api.routes.common import COMMON_ERRORS, doc, error_responses
 from zfs_sync.api.schemas.sync import ProtectedList, ProtectedOut
 from zfs_sync.domain.retention import protected_snapshots
 from zfs_sync.storage.models import System
 
-router = APIRouter(tags=["sync"])
+router = APIRouter(tags=["sync"], responses=COMMON_ERRORS)
 
 
 @router.get(
     "/systems/{system_id}/protected-snapshots",
+    responses=error_responses(404),
     response_model=ProtectedList,
     dependencies=[ReadAccess],
     description=doc(

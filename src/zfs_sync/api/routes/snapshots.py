@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
-from fastapi import APIRouter, Body, Query, Request, Response
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Body, Query, Response
 from sqlalchemy.orm import Session
 
 from zfs_sync.api.auth import PrincipalDep, check_own
 from zfs_sync.api.deps import DbDep, Limit, NowDep, Offset, ReadAccess, SettingsDep
 from zfs_sync.api.errors import ApiError
-from zfs_sync.api.routes.common import doc, set_total, translate_not_found
+from zfs_sync.api.routes.common import (
+    COMMON_ERRORS,
+    OrjsonRoute,
+    doc,
+    error_responses,
+    set_total,
+    translate_not_found,
+)
 from zfs_sync.api.routes.sync import refresh_after_change
 from zfs_sync.api.schemas.common import (
     DatasetName,
@@ -48,30 +52,9 @@ from zfs_sync.storage import snapshots as store
 from zfs_sync.storage.models import Snapshot
 from zfs_sync.storage.roots import system_roots
 
-
-class _OrjsonRequest(Request):
-    async def json(self) -> Any:
-        if not hasattr(self, "_json"):
-            self._json = orjson.loads(await self.body())
-        return self._json
-
-
-class OrjsonRoute(APIRoute):
-    """Decodes JSON bodies with orjson: a host's full report is megabytes of JSON.
-
-    ``orjson.JSONDecodeError`` is a ``json.JSONDecodeError``, so invalid JSON still gets 400.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def decode_with_orjson(request: Request) -> Response:
-            return await handler(_OrjsonRequest(request.scope, request.receive))
-
-        return decode_with_orjson
-
-
-router = APIRouter(tags=["snapshots"], route_class=OrjsonRoute)
+router = APIRouter(
+    tags=["snapshots"], route_class=OrjsonRoute, responses=COMMON_ERRORS
+)
 
 Days = Annotated[int, Query(ge=1, le=36500, description="The period: the last N days.")]
 
@@ -99,7 +82,7 @@ def _root_conflict(exc: queries.RootUnknown) -> ApiError:
     status_code=201,
     response_model=SnapshotPublic,
     responses={200: {"description": "An existing snapshot was updated.",
-                     "model": SnapshotPublic}},
+                     "model": SnapshotPublic}, **error_responses(403, 404, 413)},
     description=doc(
         "own",
         "Report one snapshot: 201 when new, 200 when it updates the stored one (same system, "
@@ -127,6 +110,7 @@ def report_snapshot(
 
 @router.post(
     "/snapshots/batch",
+    responses=error_responses(403, 404, 413),
     response_model=BatchResult,
     description=doc(
         "own",
@@ -152,6 +136,7 @@ def report_batch(
 
 @router.put(
     "/systems/{system_id}/snapshots",
+    responses=error_responses(403, 404, 413),
     response_model=ReportResult,
     tags=["systems"],
     description=doc(
@@ -228,6 +213,7 @@ def _public_page(session: Session, snapshots: list[Snapshot]) -> list[SnapshotPu
 
 @router.get(
     "/snapshots/history/{system_id}",
+    responses=error_responses(404),
     response_model=list[SnapshotPublic],
     dependencies=[ReadAccess],
     description=doc("read", "The system's snapshots created in the last `days` days, newest "
@@ -253,6 +239,7 @@ def snapshot_history(
 
 @router.get(
     "/snapshots/statistics/{system_id}",
+    responses=error_responses(404),
     response_model=SnapshotStatistics,
     dependencies=[ReadAccess],
     description=doc("read", "Counts and sizes of the system's snapshots, per dataset, and "
@@ -281,6 +268,7 @@ def snapshot_statistics(
 
 @router.get(
     "/snapshots/differences",
+    responses=error_responses(404, 409),
     response_model=Differences,
     dependencies=[ReadAccess],
     description=doc(
@@ -328,6 +316,7 @@ def _difference(found: queries.DatasetDifference) -> DatasetDifference:
 
 @router.get(
     "/snapshots/gaps",
+    responses=error_responses(404, 409),
     response_model=Gaps,
     dependencies=[ReadAccess],
     description=doc(
@@ -369,6 +358,7 @@ def snapshot_gaps(
 
 @router.get(
     "/snapshots/{snapshot_id}",
+    responses=error_responses(404),
     response_model=SnapshotPublic,
     dependencies=[ReadAccess],
     description=doc("read", "One snapshot."),
@@ -381,6 +371,7 @@ def get_snapshot(snapshot_id: str, db: DbDep) -> SnapshotPublic:
 
 @router.delete(
     "/snapshots/{snapshot_id}",
+    responses=error_responses(403, 404),
     status_code=204,
     description=doc("own", "Forget one snapshot (the system's own key, or the admin token). "
                     "The host's next full report restores it if it still exists."),

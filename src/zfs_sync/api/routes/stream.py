@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -19,17 +20,20 @@ from fastapi.responses import StreamingResponse
 
 from zfs_sync.api.auth import PrincipalDep, Role, check_read
 from zfs_sync.api.deps import DbDep, SettingsDep
-from zfs_sync.api.routes.common import doc
+from zfs_sync.api.routes.common import COMMON_ERRORS, doc
 from zfs_sync.api.schemas.events import EventPublic
 from zfs_sync.dashboard import session as dashboard_session
 from zfs_sync.storage.db import Database
 from zfs_sync.storage.events import list_events
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], responses=COMMON_ERRORS)
 
 POLL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
 BATCH = 100
+_EVENT_ID = re.compile(r"[0-9]{1,10}")
+# events.id is a 32-bit INTEGER on PostgreSQL: a bigger id fails the query there.
+MAX_EVENT_ID = 2**31 - 1
 
 
 def newest_event_id(db: Database) -> int:
@@ -50,8 +54,10 @@ def sse_message(event: EventPublic) -> str:
 
 
 def _start_id(last_event_id: str | None, after_id: int | None, db: Database) -> int | None:
+    # ASCII digits only ("²".isdigit() is true, int("²") fails), and an id the database can
+    # compare with: anything else is ignored, as a stale or foreign Last-Event-ID would be.
     for value in (last_event_id, after_id):
-        if value is not None and str(value).isdigit():
+        if value is not None and _EVENT_ID.fullmatch(str(value)) and int(value) <= MAX_EVENT_ID:
             return int(value)
     return None
 
@@ -100,7 +106,7 @@ def stream_events(
     db: DbDep,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
-    after_id: Annotated[int | None, Query(ge=0)] = None,
+    after_id: Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID)] = None,
     max_seconds: Annotated[float, Query(gt=0, le=3600)] = 300,
 ) -> StreamingResponse:
     check_stream_read(request, principal, settings)

@@ -14,7 +14,14 @@ from zfs_sync import planning
 from zfs_sync.api.auth import PrincipalDep, check_admin, check_own
 from zfs_sync.api.deps import DbDep, Limit, NowDep, Offset, ReadAccess, SettingsDep
 from zfs_sync.api.errors import ApiError, not_found
-from zfs_sync.api.routes.common import doc, set_total, translate_not_found
+from zfs_sync.api.routes.common import (
+    COMMON_ERRORS,
+    OrjsonRoute,
+    doc,
+    error_responses,
+    set_total,
+    translate_not_found,
+)
 from zfs_sync.api.schemas.sync import (
     ActionOut,
     GroupStatus,
@@ -32,7 +39,9 @@ from zfs_sync.storage.db import Database
 from zfs_sync.storage.models import Dataset, SyncGroup, SyncState, System
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/sync", tags=["sync"])
+router = APIRouter(
+    prefix="/sync", tags=["sync"], responses=COMMON_ERRORS, route_class=OrjsonRoute
+)
 
 
 def refresh_after_change(
@@ -71,6 +80,7 @@ def _action(action: object, include_commands: bool) -> ActionOut:
 
 @router.get(
     "/instructions/{system_id}",
+    responses=error_responses(403, 404),
     response_model=Instructions,
     description=doc(
         "own",
@@ -129,6 +139,7 @@ def _state_out(state: EdgeState, row: SyncState | None) -> SyncStateOut:
 
 @router.post(
     "/states",
+    responses=error_responses(403, 404, 413),
     response_model=SyncStateOut,
     description=doc(
         "own",
@@ -220,6 +231,7 @@ def list_states(
 
 @router.get(
     "/states/{state_id}",
+    responses=error_responses(404),
     response_model=SyncStateOut,
     dependencies=[ReadAccess],
     description=doc("read", "One sync state."),
@@ -328,6 +340,7 @@ def load_status(session: object, group_id: str, settings: Settings, now: datetim
 
 @router.get(
     "/groups/{group_id}/status",
+    responses=error_responses(404),
     response_model=GroupStatus,
     dependencies=[ReadAccess],
     description=doc(
@@ -343,6 +356,7 @@ def get_group_status(group_id: str, db: DbDep, settings: SettingsDep, now: NowDe
 
 @router.post(
     "/groups/{group_id}/check",
+    responses=error_responses(403, 404),
     response_model=GroupStatus,
     description=doc(
         "group_admin",

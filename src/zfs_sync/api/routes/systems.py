@@ -8,7 +8,14 @@ from fastapi import APIRouter, Query, Response
 from zfs_sync.api.auth import PrincipalDep, check_admin, check_own
 from zfs_sync.api.deps import DbDep, Limit, NowDep, Offset, ReadAccess, SettingsDep
 from zfs_sync.api.errors import ApiError
-from zfs_sync.api.routes.common import doc, set_total, translate_not_found
+from zfs_sync.api.routes.common import (
+    COMMON_ERRORS,
+    OrjsonRoute,
+    doc,
+    error_responses,
+    set_total,
+    translate_not_found,
+)
 from zfs_sync.api.schemas.systems import (
     HealthList,
     HeartbeatIn,
@@ -25,7 +32,9 @@ from zfs_sync.domain.health import HealthStatus, system_health
 from zfs_sync.storage import systems as store
 from zfs_sync.storage.models import System
 
-router = APIRouter(prefix="/systems", tags=["systems"])
+router = APIRouter(
+    prefix="/systems", tags=["systems"], responses=COMMON_ERRORS, route_class=OrjsonRoute
+)
 
 
 def timeout_of(system: System, settings: Settings) -> int:
@@ -80,6 +89,7 @@ def _duplicate(exc: store.DuplicateHostname) -> ApiError:
 @router.post(
     "",
     status_code=201,
+    responses=error_responses(403, 409, 413),
     response_model=SystemRegistered,
     description=doc("register", "Register a system. The response carries its API key, once."),
 )
@@ -173,6 +183,7 @@ def health_offline(db: DbDep, settings: SettingsDep, now: NowDep) -> HealthList:
 
 @router.get(
     "/{system_id}",
+    responses=error_responses(404),
     response_model=SystemPublic,
     dependencies=[ReadAccess],
     description=doc("read", "One system."),
@@ -184,6 +195,7 @@ def get_system(system_id: str, db: DbDep, settings: SettingsDep, now: NowDep) ->
 
 @router.put(
     "/{system_id}",
+    responses=error_responses(403, 404, 409, 413),
     response_model=SystemPublic,
     description=doc("own", "Partial update: only the fields sent change."),
 )
@@ -215,6 +227,7 @@ def update_system(
 
 @router.delete(
     "/{system_id}",
+    responses=error_responses(403, 404, 409),
     status_code=204,
     description=doc(
         "group_admin",
@@ -248,6 +261,7 @@ def delete_system(
 
 @router.post(
     "/{system_id}/heartbeat",
+    responses=error_responses(403, 404, 413),
     response_model=HeartbeatOut,
     description=doc("own", "Record a heartbeat; the body (agent facts) is optional."),
 )
@@ -270,6 +284,7 @@ def heartbeat(
 
 @router.get(
     "/{system_id}/health",
+    responses=error_responses(404),
     response_model=SystemHealth,
     dependencies=[ReadAccess],
     description=doc(
@@ -285,6 +300,7 @@ def system_health_route(
 
 @router.post(
     "/{system_id}/api-key/rotate",
+    responses=error_responses(403, 404),
     response_model=KeyRotated,
     description=doc("own", "Issue a new API key; the old one stops working at once."),
 )
@@ -297,6 +313,7 @@ def rotate_key(system_id: str, principal: PrincipalDep, db: DbDep, now: NowDep) 
 
 @router.delete(
     "/{system_id}/api-key",
+    responses=error_responses(403, 404),
     status_code=204,
     description=doc("own", "Revoke the key; an admin can rotate to issue a new one."),
 )
