@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN, Witness
+from tests.conftest import ADMIN, ADMIN_TOKEN, Witness
 from zfs_sync.storage.sync_states import conflict_id, state_id
 
 
@@ -220,3 +220,92 @@ def test_no_response_leaks_a_key(witness: Witness, route: str) -> None:
     else:
         assert "zs_" not in response.text
         assert "api_key" not in response.text
+
+
+# -- the dashboard ------------------------------------------------------------------------
+# Every route outside the API: "page" (a read: open, or any credential / a session when public
+# reads are off), "form" (an admin form page: shown to anyone, its POST is what is guarded),
+# "login" (open), "admin" (a POST that needs the session cookie AND its CSRF token; an API key
+# or the admin token in a header is not a session).
+DASHBOARD = {
+    "GET /": "page",
+    "GET /systems": "page",
+    "GET /systems/{}": "page",
+    "GET /groups": "page",
+    "GET /groups/{}": "page",
+    "GET /conflicts": "page",
+    "GET /conflicts/{}": "page",
+    "GET /activity": "page",
+    "GET /login": "login",
+    "POST /login": "login",
+    "GET /groups/new": "form",
+    "GET /groups/{}/edit": "form",
+    "POST /logout": "admin",
+    "POST /groups/new": "admin",
+    "POST /groups/{}/edit": "admin",
+    "POST /groups/{}/enabled": "admin",
+    "POST /groups/{}/members": "admin",
+    "POST /groups/{}/members/{}/remove": "admin",
+    "POST /groups/{}/check": "admin",
+    "POST /conflicts/{}/resolve": "admin",
+    "POST /systems/{}/rotate-key": "admin",
+}
+
+
+def _dashboard_routes() -> set[str]:
+    from fastapi.routing import APIRoute
+
+    from zfs_sync.dashboard import actions, routes
+
+    found = set()
+    for router in (actions.router, routes.router):
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            for method in route.methods - {"HEAD"}:
+                found.add(f"{method} {re.sub(r'{[^}]+}', '{}', route.path)}")
+    return found
+
+
+def test_every_dashboard_route_is_in_the_matrix() -> None:
+    assert _dashboard_routes() == set(DASHBOARD)
+
+
+def test_dashboard_admin_posts_need_a_session_not_a_header(witness: Witness) -> None:
+    from tests.dashboard.test_actions import admin_posts
+
+    posts = admin_posts(witness)
+    covered = {f"POST {re.sub(r'/[0-9a-f-]{36}', '/{}', path)}" for path, _ in posts}
+    assert covered == {k for k, v in DASHBOARD.items() if v == "admin"}
+    key = witness.client.post("/api/v1/systems", headers=ADMIN,
+                              json={"hostname": "keyholder", "platform": "linux"}).json()
+    headers = [{}, {"X-API-Key": key["api_key"]}, ADMIN,
+               {"Authorization": f"Bearer {ADMIN_TOKEN}"}]
+    before = len(witness.client.get("/api/v1/events", params={"limit": 1000}).json())
+    for path, form in posts:
+        for header in headers:
+            response = witness.client.post(path, data=form, headers=header,
+                                           follow_redirects=False)
+            assert response.status_code == 403, (path, header.keys())
+    after = len(witness.client.get("/api/v1/events", params={"limit": 1000}).json())
+    assert after == before  # nothing was done
+
+
+def test_dashboard_pages_when_public_reads_are_off(make_witness: Any) -> None:
+    from tests.dashboard.test_pages import build
+
+    witness = make_witness(public_read=False)
+    fleet = build(witness)
+    system, group = next(iter(fleet.ids.values())), next(iter(fleet.groups.values()))
+    conflict = witness.client.get("/api/v1/conflicts", headers=ADMIN).json()[0]["id"]
+    ids = {"GET /systems/{}": system, "GET /groups/{}": group, "GET /conflicts/{}": conflict}
+    key = witness.client.post(f"/api/v1/systems/{system}/api-key/rotate",
+                              headers=ADMIN).json()["api_key"]
+    for route, kind in DASHBOARD.items():
+        if kind != "page":
+            continue
+        path = route.split(" ", 1)[1].replace("{}", ids.get(route, ""))
+        assert witness.client.get(path).status_code == 401, route
+        assert witness.client.get(path, headers={"X-API-Key": "zs_bogus_key"}).status_code == 401
+        assert witness.client.get(path, headers={"X-API-Key": key}).status_code == 200, route
+        assert witness.client.get(path, headers=ADMIN).status_code == 200, route
+    assert witness.client.get("/login").status_code == 200
