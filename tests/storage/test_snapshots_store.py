@@ -149,7 +149,7 @@ def test_bulk_and_orm_store_timestamps_alike(db: Database, system: str) -> None:
 
 def test_timestamp_binder_matches_the_column_type(db: Database) -> None:
     dialect = db.engine.dialect
-    bind = store._timestamp_binder(dialect)
+    bind = store.timestamp_binder(dialect)
     processor = DateTime().dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
     berlin = timezone(timedelta(hours=1))
     for value in (T0, datetime(1, 1, 1, tzinfo=timezone.utc),

@@ -16,8 +16,9 @@ import re
 from functools import lru_cache
 
 MAX_NAME_LEN = 255  # ZFS_MAX_DATASET_NAME_LEN (256) minus the terminating NUL
-# Names that passed a check are remembered (a fleet repeats the same few thousand); a refused
-# name raises and is not cached.
+# Pool, dataset and host names that passed a check are remembered (a fleet repeats the same few
+# thousand; snapshot names are new every hour, so they are not); a refused name raises and is
+# not cached.
 CHECKED_CACHE = 65536
 _COMPONENT = re.compile(r"[A-Za-z0-9_.: -]+")
 _GLOB_COMPONENT = re.compile(r"[A-Za-z0-9_.: \-*?\[\]!]+")
@@ -95,7 +96,6 @@ def validate_relative_dataset(value: str) -> str:
     return value
 
 
-@lru_cache(maxsize=CHECKED_CACHE)
 def validate_snapshot_name(value: str) -> str:
     """The part of a snapshot name after ``@``."""
     _check_length(value, "snapshot name")
