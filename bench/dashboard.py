@@ -3,7 +3,8 @@
     .venv/bin/python bench/dashboard.py [--systems 200] [--groups 50] [--runs 5] [--no-browser]
 
 Builds a fleet through the API on a temporary SQLite database (clock pinned), then times each
-page server-side (median of ``--runs``), and, when Debian's chromium and playwright are there,
+page server-side (median of ``--runs``, as it is and right after a write, which makes the page
+plan afresh), and, when Debian's chromium and playwright are there,
 loads each page in the browser and counts the requests it makes (document, CSS, JS and one
 event stream: never one per system or per group).
 """
@@ -53,18 +54,32 @@ def paths(fleet: demo.Fleet) -> list[str]:
 
 
 def time_pages(app: Any, fleet: demo.Fleet, runs: int) -> None:
+    """Each page ``runs`` times as it is, then ``runs`` times right after a write (cold: the
+    write tells cached plans they may be stale, so the page plans afresh)."""
+    first_system = next(iter(fleet.ids.values()))
     with TestClient(app) as client:
-        print(f"{'page':<48} {'median ms':>10} {'max ms':>8} {'bytes':>8}")
+        client.get("/")  # let the monitor's first tick (at start) pass
+
+        def write() -> None:
+            response = client.put(f"/api/v1/systems/{first_system}",
+                                  json={"platform": "linux"}, headers={"X-API-Key": TOKEN})
+            assert response.status_code == 200, response.text
+
+        print(f"{'page':<48} {'median ms':>10} {'max ms':>8} {'cold median':>12} "
+              f"{'cold max':>9} {'bytes':>8}")
         for path in paths(fleet):
-            times, size = [], 0
-            for _ in range(runs):
+            times, cold, size = [], [], 0
+            for before in [None] * runs + [write] * runs:
+                if before is not None:
+                    before()
                 started = time.perf_counter()
                 response = client.get(path)
-                times.append((time.perf_counter() - started) * 1000)
+                (times if before is None else cold).append((time.perf_counter() - started) * 1000)
                 size = len(response.content)
                 assert response.status_code == 200, (path, response.status_code)
             label = path if len(path) < 48 else path[:45] + "..."
-            print(f"{label:<48} {statistics.median(times):>10.1f} {max(times):>8.1f} {size:>8}")
+            print(f"{label:<48} {statistics.median(times):>10.1f} {max(times):>8.1f} "
+                  f"{statistics.median(cold):>12.1f} {max(cold):>9.1f} {size:>8}")
 
 
 def browser_requests(app: Any, fleet: demo.Fleet) -> None:

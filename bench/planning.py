@@ -6,6 +6,11 @@ snapshot write does), starts ``zfs-sync serve`` on 127.0.0.1 on it and measures:
 
 - ``GET /api/v1/sync/instructions/{target}`` for one target (target: p50 < 50 ms);
 - ``GET /api/v1/sync/groups/{id}/status`` (target: p50 < 200 ms);
+- both again right after a write that re-plans nothing (cold: the plan cache of
+  ``plan_cache.py`` cannot answer, so each call plans afresh);
+- both again right after the hub reports a new snapshot (the report's request re-plans the
+  group, as every changed report does, so the reads find the plans cached), and the report's
+  own duration;
 - the growth check: the same two calls on 4 systems x 100 datasets with 100, 1,000 and
   5,000 snapshots per dataset, and how their p50 grows against the history length (it must
   grow no worse than linearly).
@@ -181,23 +186,49 @@ class Timing:
 
 
 def timed(client: httpx.Client, pid: int, url: str, calls: int,
-          check: Callable[[dict], str]) -> Timing:
-    """Warm up twice, then time ``calls`` GET requests."""
+          check: Callable[[dict], str], before_each: Callable[[], None] | None = None) -> Timing:
+    """Warm up twice, then time ``calls`` GET requests (each after ``before_each``)."""
     said = ""
     for _ in range(2):
         response = client.get(url)
         response.raise_for_status()
         said = check(response.json())
-    times = []
-    cpu_before = server_cpu_seconds(pid)
+    times, cpu_spent = [], 0.0
     for _ in range(calls):
+        if before_each is not None:
+            before_each()
+        cpu_before = server_cpu_seconds(pid)
         started = time.perf_counter()
         response = client.get(url)
         times.append(time.perf_counter() - started)
+        cpu_spent += server_cpu_seconds(pid) - cpu_before
         response.raise_for_status()
-    cpu = (server_cpu_seconds(pid) - cpu_before) / calls * 1000
     p50, p90 = percentiles(times)
-    return Timing(p50, p90, cpu, said)
+    return Timing(p50, p90, cpu_spent / calls * 1000, said)
+
+
+def a_report(client: httpx.Client, fleet: Fleet, took: list[float]) -> Callable[[], None]:
+    """The hub reports one new snapshot (as an agent or the guide's cron script would); the
+    witness re-plans the hub's groups before it answers. ``took`` collects its durations."""
+    rng = random.Random(7)
+
+    def report() -> None:
+        moment = datetime.now(UTC)
+        body = {"system_id": fleet.hub, "pool": HUB_POOL, "dataset": f"{HUB_POOL}/data/ds000",
+                "name": f"bench_{moment:%Y%m%d_%H%M%S_%f}", "guid": str(rng.getrandbits(63)),
+                "timestamp": moment.isoformat(), "size": 4096, "createtxg": 10**9 + len(took)}
+        started = time.perf_counter()
+        client.post("/snapshots", json=body).raise_for_status()
+        took.append(time.perf_counter() - started)
+    return report
+
+
+def a_write(client: httpx.Client, system_id: str) -> Callable[[], None]:
+    """A write that changes no plan but tells cached plans they may be stale (a system update:
+    the same platform again), so that the next read plans afresh."""
+    def write() -> None:
+        client.put(f"/systems/{system_id}", json={"platform": "linux"}).raise_for_status()
+    return write
 
 
 def _said_instructions(body: dict) -> str:
@@ -284,20 +315,40 @@ def _measure(fleet: Fleet, data_dir: Path, calls: int, monitor_interval: int,
     target = fleet.targets[0]
     with served(fleet, data_dir, monitor_interval) as (client, pid):
         check, failures = first_check(client, fleet.group)
+        instructions_url = f"/sync/instructions/{target}"
+        status_url = f"/sync/groups/{fleet.group}/status"
+        write = a_write(client, target)
+        cold = max(3, calls // 3)
         got = {
-            "instructions": timed(client, pid, f"/sync/instructions/{target}", calls,
-                                  _said_instructions),
-            "status": timed(client, pid, f"/sync/groups/{fleet.group}/status", calls,
-                            _said_status),
+            "instructions": timed(client, pid, instructions_url, calls, _said_instructions),
+            "status": timed(client, pid, status_url, calls, _said_status),
+            "instructions cold": timed(client, pid, instructions_url, cold, _said_instructions,
+                                       write),
+            "status cold": timed(client, pid, status_url, cold, _said_status, write),
         }
+        took: list[float] = []
+        report = a_report(client, fleet, took)
+        got["instructions after a report"] = timed(client, pid, instructions_url, cold,
+                                                   _said_instructions, report)
+        got["status after a report"] = timed(client, pid, status_url, cold, _said_status, report)
+        report_p50, report_p90 = percentiles(took)
         rss = peak_rss_mib(pid)
     waited = f" (after {failures} x 500 'database is locked')" if failures else ""
     print(f"{label}: first check (plans and stores every state) {check * 1000:.0f} ms{waited}")
     for name, path in (("instructions", "instructions/{target}"),
-                       ("status", "groups/{id}/status   ")):
+                       ("status", "groups/{id}/status   "),
+                       ("instructions cold", "instructions, cold   "),
+                       ("status cold", "status, cold         "),
+                       ("instructions after a report", "instructions, report "),
+                       ("status after a report", "status, report       ")):
         t = got[name]
         print(f"    {path}  p50 {t.p50:7.1f} ms  p90 {t.p90:7.1f} ms  "
               f"server CPU {t.cpu:7.1f} ms/call  ({t.said})")
+    print(f"    POST /snapshots (hub, one new snapshot; re-plans the group)  p50 "
+          f"{report_p50:7.1f} ms  p90 {report_p90:7.1f} ms")
+    print("    (cold: each call right after a write that re-plans nothing (a system update), so\n"
+          "     that it plans afresh; report: each call right after the hub reported a new\n"
+          "     snapshot, whose request re-planned the group and left the plans cached)")
     print(f"    peak server RSS {rss:.0f} MiB")
     return got
 
@@ -361,14 +412,16 @@ def growth(args: argparse.Namespace, work: Path) -> None:
         results.append((n, measure(fleet, work, args, f"  {n:,} per dataset")))
         path.unlink()
     first_n, first = results[0]
-    print("\n  snapshots/dataset | instructions p50 (CPU) | status p50 (CPU)    | history x | "
-          "instructions x | status x")
-    for n, got in results:
-        ins, sts = got["instructions"], got["status"]
-        print(f"  {n:17,} | {ins.p50:8.1f} ms ({ins.cpu:6.1f}) | "
-              f"{sts.p50:8.1f} ms ({sts.cpu:6.1f}) "
-              f"| {n / first_n:9.1f} | {ins.p50 / first['instructions'].p50:14.2f} | "
-              f"{sts.p50 / first['status'].p50:8.2f}")
+    for kind in ("", " cold"):
+        ins0, sts0 = first["instructions" + kind], first["status" + kind]
+        print(f"\n  {'warm (plan cache)' if not kind else 'cold (after a write)'}")
+        print("  snapshots/dataset | instructions p50 (CPU) | status p50 (CPU)    | history x | "
+              "instructions x | status x")
+        for n, got in results:
+            ins, sts = got["instructions" + kind], got["status" + kind]
+            print(f"  {n:17,} | {ins.p50:8.1f} ms ({ins.cpu:6.1f}) | "
+                  f"{sts.p50:8.1f} ms ({sts.cpu:6.1f}) "
+                  f"| {n / first_n:9.1f} | {ins.p50 / ins0.p50:14.2f} | {sts.p50 / sts0.p50:8.2f}")
     print("  (x: p50 relative to the shortest history; linear growth would follow 'history x')")
 
 

@@ -216,20 +216,22 @@ def tick(db: Database, settings: Settings, now: datetime,
         result = TickResult(ran=True)
         # Cursors first: a webhook added in this tick must not skip the events it writes.
         webhooks.ensure_cursors(db, settings.webhooks, now)
-        with db.write() as session:
+        # The monitor writes markers, stored states and events, which plans do not read
+        # (persist_plans says when a stored state does change an input).
+        with db.write(plan_neutral=True) as session:
             result.offline = mark_offline(session, settings, now)
         with db.read() as session:
             group_ids = enabled_groups(session)
         # A few groups per write transaction: on SQLite the writer is held per batch, so
         # reports and heartbeats wait for one batch, never for the whole fleet's planning.
         for start in range(0, len(group_ids), LATE_BATCH):
-            with db.write() as session:
+            with db.write(plan_neutral=True) as session:
                 late, cleared = check_late(
                     session, settings, now, group_ids[start : start + LATE_BATCH]
                 )
             result.late += late
             result.late_cleared += cleared
-        with db.write() as session:
+        with db.write(plan_neutral=True) as session:
             result.pruned = prune_events(session, settings, now)
         result.delivery = webhooks.deliver(db, settings, now, client)
     result.seconds = time.perf_counter() - started

@@ -1,7 +1,8 @@
 """Plans for the API, the dashboard and the monitor: load inputs, plan, settle overlaps.
 
 One data path: every reader of sync state (instructions, group status, states, protected
-snapshots) goes through ``plan``. Inputs are windows of each dataset's newest snapshots
+snapshots) goes through ``plan``, which reuses a plan made from the same inputs while the
+clock allows (``plan_cache.py``). Inputs are windows of each dataset's newest snapshots
 (``storage/plan_inputs.py``); where a window cannot show the whole story (a target lacking
 the dataset, a conflict, no common base inside the window) that dataset is planned again
 from its whole history, so the result is the same as planning from everything.
@@ -9,7 +10,7 @@ from its whole history, so the result is the same as planning from everything.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -17,7 +18,10 @@ from sqlalchemy.orm import Session
 from zfs_sync.config import Settings
 from zfs_sync.domain.plan_history import dataset_matches
 from zfs_sync.domain.plan_types import GroupPlan
+from zfs_sync.domain.plan_validity import valid_until
 from zfs_sync.domain.planner import apply_overlaps, plan_group
+from zfs_sync.plan_cache import PLAN_CACHE, PlanCache
+from zfs_sync.storage import revision
 from zfs_sync.storage.models import SyncGroup
 from zfs_sync.storage.plan_inputs import EdgeKey, Loaded, groups_for, load_inputs
 
@@ -33,13 +37,67 @@ def plan(
     """Plan ``groups`` (with overlaps settled among them)."""
     if not groups:
         return []
+    key = _key(groups, only_target, settings)
+    cache, current, found = _look_up(session, key, now)
+    if found is not None:
+        return found
+    plans, loaded = _plan(session, groups, settings, now, only_target)
+    if cache is not None and current is not None:
+        cache.put(key, current, now, _valid_until(plans, loaded, settings, now), plans)
+    return plans
+
+
+def _key(groups: Sequence[SyncGroup], only_target: str | None, settings: Settings) -> Hashable:
+    # The settings plans read: tests (and only tests) vary them between calls.
+    lead = (settings.late_grace_seconds, settings.heartbeat_timeout_seconds)
+    return (tuple(g.id for g in groups), only_target, lead)
+
+
+def _look_up(
+    session: Session,
+    key: Hashable,
+    now: datetime,
+    narrow: Callable[[GroupPlan], GroupPlan] | None = None,
+) -> tuple[PlanCache | None, int | None, list[GroupPlan] | None]:
+    """(the cache, the current revision, the cached plans) as far as there are any."""
+    cache = session.info.get(PLAN_CACHE)
+    # A write that changed inputs and has not committed yet must see its own changes.
+    if not isinstance(cache, PlanCache) or revision.changed(session):
+        return None, None, None
+    current = revision.read(session)  # before the data: the data is at least this new
+    if current is None:
+        return cache, None, None
+    return cache, current, cache.get(key, current, now, narrow)
+
+
+def _plan(
+    session: Session,
+    groups: Sequence[SyncGroup],
+    settings: Settings,
+    now: datetime,
+    only_target: str | None,
+) -> tuple[list[GroupPlan], Loaded]:
     loaded = load_inputs(session, groups, settings, now, only_target=only_target)
     plans = _plan_all(loaded, settings, now)
     redo = needs_history(plans, loaded)
     if redo:
         loaded = load_inputs(session, groups, settings, now, full=redo, only_target=only_target)
         plans = _plan_all(loaded, settings, now)
-    return apply_overlaps(plans)
+    return apply_overlaps(plans), loaded
+
+
+def _valid_until(
+    plans: Sequence[GroupPlan], loaded: Loaded, settings: Settings, now: datetime
+) -> datetime:
+    """When the clock alone could change these plans: see ``domain/plan_validity.py``."""
+    priors = {i.group.id: i.states for i in loaded.inputs}
+    moments = [
+        valid_until(p, priors.get(p.group.id, ()), now, settings.late_grace_seconds)
+        for p in plans
+    ]
+    if loaded.offline_at is not None:
+        moments.append(loaded.offline_at)
+    return min(moments)
 
 
 def _plan_all(loaded: Loaded, settings: Settings, now: datetime) -> list[GroupPlan]:
@@ -99,11 +157,24 @@ def plans_for_target(
     now: datetime,
     group_id: str | None = None,
 ) -> list[GroupPlan]:
-    """Plans of the groups ``system_id`` belongs to, limited to its own edges as target."""
+    """Plans of the groups ``system_id`` belongs to, limited to its own edges as target.
 
+    Where the plans of those groups as a whole are cached (every report re-plans its
+    system's groups whole, so they usually are), they answer: an edge is planned the same
+    whether the other members' edges are planned beside it or not.
+    """
     groups = groups_for(session, member=system_id, related=False)
-    plans = plan(session, groups, settings, now, only_target=system_id)
-    return [p for p in plans if group_id is None or p.group.id == group_id]
+    if not groups:
+        return []
+    related = groups_for(session, member=system_id)
+
+    def mine(plan: GroupPlan) -> GroupPlan:
+        return plan.for_target(system_id)
+
+    whole = _look_up(session, _key(related, None, settings), now, mine)[2]
+    plans = whole or [mine(p) for p in plan(session, groups, settings, now, only_target=system_id)]
+    wanted = {g.id for g in groups} if group_id is None else {group_id}
+    return [p for p in plans if p.group.id in wanted]
 
 
 def plans_for_system(

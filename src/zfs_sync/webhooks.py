@@ -92,7 +92,7 @@ def _cursor(session: Session, url: str, now: datetime) -> WebhookCursor:
 def ensure_cursors(db: Database, hooks: Sequence[Webhook], now: datetime) -> None:
     if not hooks:
         return
-    with db.write() as session:
+    with db.write(plan_neutral=True) as session:  # delivery cursors only
         for hook in hooks:
             _cursor(session, hook.url, now)
 
@@ -134,7 +134,7 @@ def post(client: httpx.Client, hook: Webhook, event: Event) -> None:
 
 
 def _advance(db: Database, url: str, event_id: int, now: datetime) -> None:
-    with db.write() as session:
+    with db.write(plan_neutral=True) as session:  # delivery cursors only
         row = _cursor(session, url, now)
         if row.last_event_id < event_id:
             row.last_event_id = event_id
@@ -142,7 +142,7 @@ def _advance(db: Database, url: str, event_id: int, now: datetime) -> None:
 
 
 def _failed(db: Database, url: str, error: str, now: datetime) -> datetime:
-    with db.write() as session:
+    with db.write(plan_neutral=True) as session:  # delivery cursors only
         row = _cursor(session, url, now)
         row.attempts += 1
         row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts))

@@ -43,7 +43,14 @@ from zfs_sync import planning
 from zfs_sync.domain import plan_types as pt
 from zfs_sync.domain.planner import apply_overlaps, plan_group
 from zfs_sync.storage import plan_inputs
-from zfs_sync.storage.models import Dataset, GroupMember, Snapshot, SyncGroup, System
+from zfs_sync.storage.models import (
+    Dataset,
+    GroupMember,
+    Snapshot,
+    SyncGroup,
+    SyncState,
+    System,
+)
 
 # -- the references -----------------------------------------------------------------------------
 
@@ -92,7 +99,9 @@ def plans_from_tables(session: Session, groups: Sequence[SyncGroup], settings: A
     facts = {sid: pt.build_system_facts(sid, snaps.get(sid, []), datasets.get(sid, []))
              for sid in system_ids}
     ids = [g.id for g in groups]
-    priors = plan_inputs._priors(session, ids)
+    priors: dict[str, list[pt.PriorState]] = defaultdict(list)
+    for row in session.scalars(select(SyncState).where(SyncState.sync_group_id.in_(ids))):
+        priors[row.sync_group_id].append(plan_inputs.to_prior(row))
     resolutions = plan_inputs._resolutions(session, ids)
     plans = []
     for g in groups:

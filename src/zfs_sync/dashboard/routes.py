@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.orm import Session
 
 from zfs_sync.api.auth import PrincipalDep
 from zfs_sync.api.deps import DbDep, NowDep, SettingsDep
 from zfs_sync.api.errors import ApiError
-from zfs_sync.api.routes.stream import newest_event_id
-from zfs_sync.config import Settings
 from zfs_sync.dashboard import views
 from zfs_sync.dashboard.render import may_read, need_sign_in, not_found_page, page
 from zfs_sync.storage.common import NotFound
 
 router = APIRouter(include_in_schema=False)
-CARD_SECONDS = 10
 
-
-def group_cards(request: Request, session: Session, settings: Settings,
-                now: datetime) -> list[views.GroupCard]:
-    """Every group's status, planned at most once per event and 10 s of clock.
-
-    Planning the whole fleet is the costly part of the overview and the groups page, and every
-    open dashboard refreshes on every event. A state change, a group change and a late edge
-    all write an event, so the newest event id (plus a coarse clock for lag) says when the
-    cards can have changed.
-    """
-    key = (newest_event_id(request.app.state.db), int(now.timestamp()) // CARD_SECONDS)
-    cached = getattr(request.app.state, "dashboard_cards", None)
-    if cached is not None and cached[0] == key:
-        return cached[1]  # type: ignore[no-any-return]
-    cards = views.group_cards(session, settings, now)
-    request.app.state.dashboard_cards = (key, cards)
-    return cards
 
 Id = Annotated[str, Query(max_length=64)]
 
@@ -49,7 +27,7 @@ def overview(request: Request, principal: PrincipalDep, db: DbDep, settings: Set
         return need_sign_in(request)
     with db.read() as session:
         data = views.overview(session, settings, now,
-                              group_cards(request, session, settings, now))
+                              views.group_cards(session, settings, now))
         labels = views.names(session)
     return page(request, "overview.html", {"title": "Overview", "o": data, "names": labels,
                                            "nav": "overview"})
@@ -86,7 +64,7 @@ def groups(request: Request, principal: PrincipalDep, db: DbDep, settings: Setti
     if not may_read(request, principal, settings):
         return need_sign_in(request)
     with db.read() as session:
-        cards = group_cards(request, session, settings, now)
+        cards = views.group_cards(session, settings, now)
         labels = views.names(session)
     return page(request, "groups.html", {"title": "Sync Groups", "cards": cards,
                                          "names": labels, "nav": "groups"})

@@ -42,7 +42,7 @@ def session_secret(request: Request) -> bytes:
         secret = str(configured)
     else:
         db: Database = request.app.state.db
-        with db.write() as session:
+        with db.write(plan_neutral=True) as session:
             secret = app_settings.ensure_random_value(
                 session, app_settings.SESSION_SECRET, utcnow())
     request.app.state.dashboard_secret = secret.encode()

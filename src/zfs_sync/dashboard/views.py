@@ -113,7 +113,7 @@ def group_cards(session: Session, settings: Settings, now: datetime) -> list[Gro
     views = group_store.list_groups(session, ALL).items
     plans = {p.group.id: p for p in planning.plans_for_groups(
         session, [v.group.id for v in views], settings, now)}
-    hosts = names(session).hosts
+    hosts = {s.id: s.hostname for s in system_store.all_systems(session)}
     open_by_group = Counter(c.sync_group_id for c in
                             sync_states.list_conflicts(session, None, sync_states.OPEN))
     return [
@@ -126,7 +126,8 @@ def group_cards(session: Session, settings: Settings, now: datetime) -> list[Gro
 def overview(session: Session, settings: Settings, now: datetime,
              cards: list[GroupCard]) -> Overview:
     return Overview(
-        systems=Counter(r.status for r in system_rows(session, settings, now)),
+        systems=Counter(to_health(s, settings, now).status.value
+                        for s in system_store.all_systems(session)),
         groups=Counter(c.state for c in cards),
         open_conflicts=sum(c.status.open_conflicts for c in cards),
         late_edges=sum(c.status.late_count for c in cards),

@@ -100,6 +100,21 @@ def apply_claims(
     return ClaimView(facts_status, facts_reason, None, synced, False)
 
 
+def owed_since(owed: Sequence[SnapshotFact]) -> datetime | None:
+    """Creation time of the oldest owed snapshot (None when nothing is owed)."""
+    return min(s.timestamp for s in owed) if owed else None
+
+
+def lag_at(since: datetime | None, now: datetime) -> int:
+    """Seconds behind at ``now`` for a target owed snapshots since ``since``."""
+    return 0 if since is None else max(0, int((now - since).total_seconds()))
+
+
+def late_after(since: datetime, interval_seconds: int, grace_seconds: int) -> datetime:
+    """The moment from which (strictly after) an edge owed since ``since`` is late."""
+    return since + timedelta(seconds=interval_seconds + grace_seconds)
+
+
 def lag(
     owed: Sequence[SnapshotFact], now: datetime, interval_seconds: int, grace_seconds: int
 ) -> tuple[int, bool]:
@@ -107,8 +122,7 @@ def lag(
 
     Late strictly after interval + grace.
     """
-    if not owed:
+    since = owed_since(owed)
+    if since is None:
         return 0, False
-    behind = now - min(s.timestamp for s in owed)
-    late = behind > timedelta(seconds=interval_seconds + grace_seconds)
-    return max(0, int(behind.total_seconds())), late
+    return lag_at(since, now), now > late_after(since, interval_seconds, grace_seconds)

@@ -294,6 +294,9 @@ class EdgeState:
     last_sync: datetime | None = None
     last_transfer_bytes: int | None = None
     last_transfer_seconds: float | None = None
+    # Creation time of the oldest snapshot the target is owed (None: owes nothing): the lag
+    # is ``now - owed_since``, so a plan can be re-read later with its lag brought forward.
+    owed_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -322,3 +325,15 @@ class GroupPlan:
 
     def actions_for(self, target_system_id: str) -> tuple[Action, ...]:
         return tuple(a for a in self.actions if a.target_system_id == target_system_id)
+
+    def for_target(self, target_system_id: str) -> GroupPlan:
+        """The part of the plan about edges into ``target_system_id``."""
+        t = target_system_id
+        return GroupPlan(
+            self.group,
+            tuple(a for a in self.actions if a.target_system_id == t),
+            tuple(s for s in self.states if s.target_system_id == t),
+            tuple(c for c in self.conflicts if c.target_system_id == t),
+            tuple(e for e in self.edges if e.target_system_id == t),
+            self.reason,
+        )

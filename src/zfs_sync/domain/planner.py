@@ -24,7 +24,7 @@ from zfs_sync.domain.plan_sources import (
     group_reason,
     membership,
 )
-from zfs_sync.domain.plan_states import ClaimView, apply_claims, lag
+from zfs_sync.domain.plan_states import ClaimView, apply_claims, lag, owed_since
 from zfs_sync.domain.plan_types import (
     Action,
     ActionType,
@@ -242,6 +242,7 @@ def _plan_rootless(ctx: _Context, dataset: str, source: Member, target: Member) 
             lag_seconds=lag_seconds,
             late=late,
             reason=reason,
+            owed_since=owed_since(owed),
         )
     )
 
@@ -299,7 +300,10 @@ def _finish_edge(ctx: _Context, ends: EdgeEnds, plan: EdgePlan) -> None:
             reason = f"cannot build commands: {err}"
     ctx.actions.extend(actions)
     _remember_effects(ctx, ends, actions)
-    ctx.states.append(_state(ends, view, plan, reason or view.reason, lag_seconds, late, prior))
+    since = owed_since(owed)
+    ctx.states.append(
+        _state(ends, view, plan, reason or view.reason, (lag_seconds, late, since), prior)
+    )
     ctx.conflicts.extend(
         Conflict(
             sync_group_id=ctx.group.id,
@@ -334,10 +338,10 @@ def _state(
     view: ClaimView,
     plan: EdgePlan,
     reason: str | None,
-    lag_seconds: int,
-    late: bool,
+    behind: tuple[int, bool, datetime | None],  # lag_seconds, late, owed_since
     prior: PriorState | None,
 ) -> EdgeState:
+    lag_seconds, late, since = behind
     return EdgeState(
         sync_group_id=ends.sync_group_id,
         dataset=ends.dataset,
@@ -354,6 +358,7 @@ def _state(
         last_sync=view.last_sync,
         last_transfer_bytes=prior.last_transfer_bytes if prior else None,
         last_transfer_seconds=prior.last_transfer_seconds if prior else None,
+        owed_since=since,
     )
 
 

@@ -24,6 +24,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
+from zfs_sync.plan_cache import PLAN_CACHE, PlanCache
+from zfs_sync.storage import revision
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -80,15 +83,21 @@ class Database:
             )
         self._writer = self.engine.execution_options(zfs_sync_write=True)
         self._write_lock = threading.RLock() if self.is_sqlite else None
+        self.plan_cache = PlanCache()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as session:
+            session.info[PLAN_CACHE] = self.plan_cache
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
+    def write(self, *, plan_neutral: bool = False) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on any exception.
+
+        It ends by replacing the plan revision (``storage/revision.py``), which tells cached
+        plans they may be stale, unless it is ``plan_neutral`` (it writes nothing plans read)
+        and nothing in it called ``revision.inputs_changed``.
 
         On SQLite the process's writers queue on a lock before ``BEGIN IMMEDIATE``: SQLite's
         own busy handler polls, so under load a waiting writer can lose every race for the
@@ -96,7 +105,7 @@ class Database:
         one waiting thread at a time; the busy timeout is left for other processes.
         """
         if self._write_lock is None:
-            with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            with self._transaction(plan_neutral) as session:
                 yield session
             return
         if not self._write_lock.acquire(timeout=SQLITE_WRITER_QUEUE_TIMEOUT_S):
@@ -105,10 +114,20 @@ class Database:
                 "are serial and the queue is long)"
             )
         try:
-            with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            with self._transaction(plan_neutral) as session:
                 yield session
         finally:
             self._write_lock.release()
+
+    @contextmanager
+    def _transaction(self, plan_neutral: bool) -> Iterator[Session]:
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            session.info[PLAN_CACHE] = self.plan_cache
+            if not plan_neutral:
+                revision.inputs_changed(session)
+            yield session
+            if revision.changed(session):
+                revision.replace(session)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -243,3 +243,17 @@ class WebhookCursor(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PlanRevision(Base):
+    """One row: a random value replaced by every write that can change a plan's inputs.
+
+    Readers compare it with the value their cached plans were made at (``plan_cache.py``).
+    Random rather than counted, so that a database recreated or restored under the same
+    path never repeats a value an earlier one had.
+    """
+
+    __tablename__ = "plan_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger)

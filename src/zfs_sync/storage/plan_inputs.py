@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -52,6 +53,8 @@ class Loaded:
     inputs: list[GroupInputs]
     truncated: set[Pair] = field(default_factory=set)  # windows shorter than the history
     pairs: dict[EdgeKey, set[Pair]] = field(default_factory=dict)
+    # The first moment a member now online counts as offline (its heartbeat timeout ends).
+    offline_at: datetime | None = None
 
 
 def to_group(row: SyncGroup) -> pt.Group:
@@ -69,9 +72,15 @@ def to_group(row: SyncGroup) -> pt.Group:
     )
 
 
+def _timeout(system: System, settings: Settings) -> int:
+    return system.heartbeat_timeout_seconds or settings.heartbeat_timeout_seconds
+
+
 def to_member(system: System, root: str | None, settings: Settings, now: datetime) -> pt.Member:
-    timeout = system.heartbeat_timeout_seconds or settings.heartbeat_timeout_seconds
-    online = system_health(system.last_seen, timeout, now).status is HealthStatus.ONLINE
+    online = (
+        system_health(system.last_seen, _timeout(system, settings), now).status
+        is HealthStatus.ONLINE
+    )
     return pt.Member(
         system_id=system.id,
         hostname=system.hostname,
@@ -189,6 +198,8 @@ def _load_snapshots(
         (system, dataset, stored_time(since or EVERYTHING))
         for (system, dataset), since in cut.items()
     ]
+    # Copies of one snapshot on many hosts share its creation time: convert each value once.
+    times: dict[datetime | str, datetime] = {}
     cursor = connection.connection.cursor()
     try:
         for start in range(0, len(wanted), PAIR_CHUNK):
@@ -196,10 +207,11 @@ def _load_snapshots(
             rows = ", ".join([f"({mark}, {mark}, {mark})"] * len(chunk))
             cursor.execute(_WINDOW_SQL.format(rows=rows), [v for row in chunk for v in row])
             for sid, dataset, ident, name, guid, txg, ts, size, referenced in cursor.fetchall():
+                moment = times.get(ts)
+                if moment is None:
+                    moment = times[ts] = _utc(ts)
                 found[(sid, dataset)].append(
-                    pt.SnapshotFact(
-                        name, _utc(ts), ident, guid_from_db(guid), txg, size, referenced
-                    )
+                    pt.SnapshotFact(name, moment, ident, guid_from_db(guid), txg, size, referenced)
                 )
     finally:
         cursor.close()
@@ -221,14 +233,44 @@ _WINDOW_SQL = (
 )
 
 
-def _priors(session: Session, group_ids: Sequence[str]) -> dict[str, list[pt.PriorState]]:
+_PRIOR_COLUMNS = [
+    SyncState.__table__.c[name]
+    for name in (
+        "sync_group_id", "dataset", "target_system_id", "status", "claim_status", "claim_at",
+        "claim_error", "claim_snapshot_name", "claim_snapshot_guid", "claim_target_newest_name",
+        "claim_target_newest_guid", "last_sync", "last_transfer_bytes", "last_transfer_seconds",
+    )
+]
+
+
+def _priors(
+    session: Session, groups: Sequence[SyncGroup], only_target: str | None
+) -> dict[str, list[pt.PriorState]]:
+    """Stored states of the groups (columns, not ORM objects: thousands at fleet scale).
+
+    With ``only_target``, a directional group plans that member's edges alone: only their
+    states are read.
+    """
     found: dict[str, list[pt.PriorState]] = defaultdict(list)
-    for row in session.scalars(select(SyncState).where(SyncState.sync_group_id.in_(group_ids))):
-        found[row.sync_group_id].append(to_prior(row))
+    everything = [g.id for g in groups if only_target is None or not g.directional]
+    only = [g.id for g in groups if only_target is not None and g.directional]
+    queries = []
+    if everything:
+        queries.append(select(*_PRIOR_COLUMNS).where(SyncState.sync_group_id.in_(everything)))
+    if only:
+        queries.append(
+            select(*_PRIOR_COLUMNS).where(
+                SyncState.sync_group_id.in_(only), SyncState.target_system_id == only_target
+            )
+        )
+    for query in queries:
+        for row in session.execute(query):
+            found[row.sync_group_id].append(to_prior(row))
     return found
 
 
-def to_prior(row: SyncState) -> pt.PriorState:
+def to_prior(row: Any) -> pt.PriorState:
+    """A ``SyncState`` (or a row of its columns) as the planner's ``PriorState``."""
     claim = None
     if row.claim_status and row.claim_at:
         snapshot = (
@@ -319,7 +361,8 @@ def load_inputs(
         for system_id, rows in datasets.items()
     }
     group_ids = [g.id for g in groups]
-    priors, resolutions = _priors(session, group_ids), _resolutions(session, group_ids)
+    priors = _priors(session, groups, only_target)
+    resolutions = _resolutions(session, group_ids)
     inputs = [
         GroupInputs(
             to_group(g),
@@ -335,7 +378,20 @@ def load_inputs(
         )
         for g in groups
     ]
-    return Loaded(inputs, truncated, dict(pairs))
+    return Loaded(inputs, truncated, dict(pairs), _offline_at(members, settings, now))
+
+
+def _offline_at(
+    members: Mapping[str, list[tuple[GroupMember, System]]], settings: Settings, now: datetime
+) -> datetime | None:
+    """Offline strictly after ``last_seen + timeout`` (``domain/health.py``)."""
+    moments = [
+        system.last_seen + timedelta(seconds=_timeout(system, settings), microseconds=1)
+        for rows in members.values()
+        for _, system in rows
+        if system.last_seen is not None
+    ]
+    return min((m for m in moments if m > now), default=None)
 
 
 def _only(

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from zfs_sync.domain.names import pool_of
 from zfs_sync.domain.parsing import as_utc
+from zfs_sync.storage import revision
 from zfs_sync.storage.common import NotFound
 from zfs_sync.storage.models import Dataset, Snapshot, System
 from zfs_sync.storage.summaries import refresh_dataset_summaries, summarise
@@ -266,7 +267,9 @@ def _first(item: tuple[Key, Any, SnapshotFacts]) -> Key:
     return item[0]
 
 
-def _apply(bulk: _Bulk, diff: _Diff) -> None:
+def _apply(session: Session, bulk: _Bulk, diff: _Diff) -> None:
+    if diff.inserts or diff.updates or diff.deletes:
+        revision.inputs_changed(session)  # an unchanged re-report leaves cached plans valid
     bulk.insert(diff.inserts)
     bulk.update(diff.updates)
     bulk.delete(diff.deletes)
@@ -299,7 +302,7 @@ def upsert_snapshots(
         for system_id, items in by_system.items():
             stored = bulk.select(system_id, {facts.dataset for facts in items})
             diff = _diff(bulk, system_id, stored, items, now, full=False)
-            _apply(bulk, diff)
+            _apply(session, bulk, diff)
             refresh_dataset_summaries(session, system_id, diff.touched, now)
             created += len(diff.inserts)
             updated += len(diff.updates)
@@ -342,7 +345,7 @@ def replace_system_snapshots(
         with closing(_Bulk(session)) as bulk:
             stored = bulk.select(system_id, scope)
             diff = _diff(bulk, system_id, stored, reported, now, full=True)
-            _apply(bulk, diff)
+            _apply(session, bulk, diff)
         counts = WriteCounts(
             len(diff.inserts), len(diff.updates), len(diff.deletes), diff.unchanged
         )
@@ -390,6 +393,8 @@ def replace_datasets(
     ]
     gone_names = [name for name in stored if name not in latest]
     gone = [stored[name][0] for name in gone_names]
+    if inserts or changed or gone:
+        revision.inputs_changed(session)
     if inserts:
         session.execute(
             insert(DATASETS),

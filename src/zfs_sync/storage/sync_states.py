@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from zfs_sync.domain.plan_types import Conflict, EdgeState, GroupPlan, SnapshotRef, SyncStatus
+from zfs_sync.storage import revision
 from zfs_sync.storage.common import NotFound
 from zfs_sync.storage.events import record_event
 from zfs_sync.storage.models import ConflictRecord, SyncGroup, SyncState, System
@@ -131,10 +132,14 @@ def _update_state(
     now: datetime,
 ) -> None:
     row.last_check = now
+    # last_sync and the claim are plan inputs (``to_prior``); status, reason and the times
+    # of checks are not.
     if state.last_sync is not None and (row.last_sync is None or state.last_sync > row.last_sync):
         row.last_sync = state.last_sync
+        revision.inputs_changed(session)
     if row.claim_at is not None and state.last_sync is not None and state.last_sync >= row.claim_at:
         _fold_claim(row)
+        revision.inputs_changed(session)
     if row.status == state.status.value and row.reason == state.reason:
         return
     previous = row.status
@@ -207,6 +212,7 @@ def _sync_conflicts(session: Session, plan: GroupPlan, now: datetime) -> None:
             )
         elif row.resolution is not None and not row.applied:
             row.applied, row.updated_at = True, now  # carried out: it steers nothing more
+            revision.inputs_changed(session)
 
 
 def _upsert_conflict(
@@ -239,6 +245,8 @@ def _upsert_conflict(
     row.source_system_id = conflict.source_system_id
     if row.applied or row.status == CLEARED or (row.status == RESOLVED and conflict.reopened):
         reopened = row.status == RESOLVED and not row.applied
+        if row.resolution is not None and not row.applied:
+            revision.inputs_changed(session)  # a resolution that steered plans is dropped
         row.status, row.detected_at, row.updated_at = OPEN, now, now
         row.resolution, row.resolved_at, row.resolved_by = None, None, None
         row.allowed_discard, row.applied = [], False

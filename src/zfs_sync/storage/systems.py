@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from zfs_sync.domain.health import HealthStatus, system_health, timeout_for_interval
+from zfs_sync.storage import revision
 from zfs_sync.storage.common import Conflict, NotFound, Page, new_id
 from zfs_sync.storage.credentials import NewKey, new_system_key
 from zfs_sync.storage.events import record_event
@@ -198,6 +199,8 @@ def record_heartbeat(
     system = get_system(session, system_id)
     timeout = system.heartbeat_timeout_seconds or default_timeout
     previous = system_health(system.last_seen, timeout, now).status
+    planned = (system.zfs_path, system.capabilities, system.heartbeat_timeout_seconds)
+    going_back = system.last_seen is not None and now < system.last_seen
     system.last_seen = now
     for field in ("agent_version", "zfs_version", "zfs_path"):
         if report.get(field) is not None:
@@ -209,6 +212,11 @@ def record_heartbeat(
     interval = report.get("interval_seconds")
     if interval and not system.heartbeat_timeout_override:
         system.heartbeat_timeout_seconds = timeout_for_interval(interval)
+    # Plans read whether the host is online, its zfs path and capabilities; a heartbeat of
+    # a host online before that changes none of them leaves cached plans valid.
+    now_planned = (system.zfs_path, system.capabilities, system.heartbeat_timeout_seconds)
+    if previous is not HealthStatus.ONLINE or going_back or now_planned != planned:
+        revision.inputs_changed(session)
     if previous is not HealthStatus.ONLINE:
         record_event(
             session,

@@ -100,7 +100,7 @@ def report_snapshot(
 ) -> SnapshotPublic:
     system_id, facts = read_one(raw, ("body",))
     check_own(principal, system_id)
-    with db.write() as session, translate_not_found():
+    with db.write(plan_neutral=True) as session, translate_not_found():
         snapshot, created = store.upsert_snapshot(session, facts, now)
         public = to_public(snapshot, queries.root_of(session, system_id))
     refresh_after_change(db, settings, now, system_id=system_id)
@@ -126,7 +126,7 @@ def report_batch(
     systems = sorted({f.system_id for f in facts if f.system_id is not None})
     for system_id in systems:
         check_own(principal, system_id)
-    with db.write() as session, translate_not_found():
+    with db.write(plan_neutral=True) as session, translate_not_found():
         counts = store.upsert_snapshots(session, facts, now)
     if counts.created or counts.updated:
         for system_id in systems:
@@ -162,7 +162,7 @@ def report_full_state(
         datasets = [
             store.DatasetFacts(d.name, d.encryption, d.receive_resume_token) for d in body.datasets
         ]
-    with db.write() as session, translate_not_found():
+    with db.write(plan_neutral=True) as session, translate_not_found():
         counts = store.replace_system_snapshots(
             session, system_id, facts, now, datasets=datasets, scope=body.scope,
         )

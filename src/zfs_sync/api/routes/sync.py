@@ -58,7 +58,7 @@ def refresh_after_change(
     failed report (the next change or check refreshes again).
     """
     try:
-        with db.write() as session:
+        with db.write(plan_neutral=True) as session:
             ids = list(group_ids or [])
             if system_id is not None:
                 ids += planning.groups_of_system(session, system_id)
@@ -370,7 +370,7 @@ def check_group(
     with db.read() as session:
         if session.get(SyncGroup, group_id) is None:
             raise not_found("sync_group", group_id)
-    with db.write() as session:
+    with db.write(plan_neutral=True) as session:
         planning.refresh(session, [group_id], settings, now)
     with db.read() as session:
         return load_status(session, group_id, settings, now)

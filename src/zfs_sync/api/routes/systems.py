@@ -275,7 +275,8 @@ def heartbeat(
 ) -> HeartbeatOut:
     check_own(principal, system_id)
     report = body.model_dump(exclude_unset=True) if body else {}
-    with db.write() as session, translate_not_found():
+    # Neutral unless the heartbeat changes what plans read (record_heartbeat says so).
+    with db.write(plan_neutral=True) as session, translate_not_found():
         store.record_heartbeat(
             session, system_id, report, now, settings.heartbeat_timeout_seconds
         )
