@@ -33,6 +33,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # An arbitrary constant: the key of the advisory lock that serialises migrations.
 MIGRATION_LOCK_KEY = 0x7A667373  # "zfss"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WRITER_CACHE_KIB = 32_768  # page cache of each writer connection (readers: SQLite's 2 MiB)
 # How long a writer waits for its turn among this process's writers before a 503.
 SQLITE_WRITER_QUEUE_TIMEOUT_S = 120
 # A request must not hang on an unreachable PostgreSQL: fail the connect and answer 503.
@@ -62,14 +63,15 @@ class Database:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine = create_engine(
-                self.url,
-                echo=echo,
-                connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-                pool_size=8,
-                max_overflow=24,
-            )
-            _install_sqlite_hooks(self.engine)
+            self.engine = _sqlite_engine(self.url, echo, pool_size=8, max_overflow=24)
+            # Writers take turns (the lock below), so a few connections serve them all. They
+            # are their own pool for their larger page cache: a full report writes tens of
+            # thousands of rows, and with SQLite's default 2 MiB cache it spills pages to the
+            # WAL before the commit and reads the indexes again for every report
+            # (bench/ingest.py: about 10 % of a report's time).
+            self._writer = _sqlite_engine(
+                self.url, echo, pool_size=2, max_overflow=4, cache_kib=WRITER_CACHE_KIB
+            ).execution_options(zfs_sync_write=True)
         else:
             # pre_ping replaces connections a PostgreSQL restart closed, so the first request
             # after the restart does not fail on a dead pooled connection.
@@ -81,7 +83,7 @@ class Database:
                 max_overflow=20,
                 connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
             )
-        self._writer = self.engine.execution_options(zfs_sync_write=True)
+            self._writer = self.engine.execution_options(zfs_sync_write=True)
         self._write_lock = threading.RLock() if self.is_sqlite else None
         self.plan_cache = PlanCache()
 
@@ -131,6 +133,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._writer.engine is not self.engine:
+            self._writer.engine.dispose()
 
     # -- schema -------------------------------------------------------------------------
 
@@ -172,7 +176,21 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def _install_sqlite_hooks(engine: Engine) -> None:
+def _sqlite_engine(
+    url: str, echo: bool, *, pool_size: int, max_overflow: int, cache_kib: int | None = None
+) -> Engine:
+    engine = create_engine(
+        url,
+        echo=echo,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+    )
+    _install_sqlite_hooks(engine, cache_kib)
+    return engine
+
+
+def _install_sqlite_hooks(engine: Engine, cache_kib: int | None = None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred).
@@ -182,6 +200,8 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if cache_kib is not None:
+            cursor.execute(f"PRAGMA cache_size=-{cache_kib}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
