@@ -204,13 +204,14 @@ def plan_edge(edge: EdgeInput) -> EdgePlan:
 
 def _owed(sides: _Sides, base_s: SnapshotFact) -> tuple[SnapshotFact, ...]:
     """The source's eligible snapshots after the base that the target lacks, oldest first."""
-    later = set(sides.src_all.after(base_s))
-    return tuple(s for s in sides.src if s in later and sides.tgt_all.find(s) is None)
+    later = {id(s) for s in sides.src_all.after(base_s)}  # ``src`` holds the same objects
+    return tuple(s for s in sides.src if id(s) in later and sides.tgt_all.find(s) is None)
 
 
 def _mismatched(sides: _Sides) -> tuple[str, ...]:
     """Eligible names present on both sides with different guids."""
-    src = history(sides.src)
+    every = len(sides.src) == len(sides.src_all.ordered)  # every snapshot is eligible
+    src = sides.src_all if every else history(sides.src)
     return tuple(t.name for t in sides.tgt if src.mismatch(t) is not None)
 
 

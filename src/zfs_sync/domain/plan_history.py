@@ -37,6 +37,9 @@ class History:
     ordered: tuple[SnapshotFact, ...]
     by_guid: Mapping[int, SnapshotFact] = field(repr=False)
     by_name: Mapping[str, SnapshotFact] = field(repr=False)
+    # Position of each snapshot object of ``ordered`` (by identity: comparing the dataclasses
+    # field by field costs more than the whole lookup).
+    positions: Mapping[int, int] = field(repr=False, compare=False)
 
     def find(self, other: SnapshotFact | SnapshotRef) -> SnapshotFact | None:
         """The same snapshot here: equal guids, or equal names when either lacks a guid."""
@@ -55,9 +58,16 @@ class History:
         return mine if mine.guid != other.guid else None
 
     def after(self, snap: SnapshotFact | None) -> tuple[SnapshotFact, ...]:
+        """The snapshots after ``snap``, one of this history's own (None: all of them)."""
         if snap is None:
             return self.ordered
-        return self.ordered[self.ordered.index(snap) + 1 :]
+        return self.ordered[self.position(snap) + 1 :]
+
+    def position(self, snap: SnapshotFact) -> int:
+        found = self.positions.get(id(snap))
+        if found is None or self.ordered[found] is not snap:
+            return self.ordered.index(snap)  # an equal snapshot from elsewhere
+        return found
 
     @property
     def newest(self) -> SnapshotFact | None:
@@ -67,7 +77,8 @@ class History:
 def history(snapshots: Iterable[SnapshotFact]) -> History:
     ordered = host_order(snapshots)
     by_guid = {s.guid: s for s in ordered if s.guid is not None}
-    return History(ordered, by_guid, {s.name: s for s in ordered})
+    positions = {id(s): i for i, s in enumerate(ordered)}
+    return History(ordered, by_guid, {s.name: s for s in ordered}, positions)
 
 
 def eligible(snapshots: Iterable[SnapshotFact], pattern: str) -> tuple[SnapshotFact, ...]:
