@@ -69,9 +69,9 @@ class Database:
             # thousands of rows, and with SQLite's default 2 MiB cache it spills pages to the
             # WAL before the commit and reads the indexes again for every report
             # (bench/ingest.py: about 10 % of a report's time).
-            self._writer = _sqlite_engine(
+            self._writer_engine = _sqlite_engine(
                 self.url, echo, pool_size=2, max_overflow=4, cache_kib=WRITER_CACHE_KIB
-            ).execution_options(zfs_sync_write=True)
+            )
         else:
             # pre_ping replaces connections a PostgreSQL restart closed, so the first request
             # after the restart does not fail on a dead pooled connection.
@@ -83,7 +83,8 @@ class Database:
                 max_overflow=20,
                 connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
             )
-            self._writer = self.engine.execution_options(zfs_sync_write=True)
+            self._writer_engine = self.engine
+        self._writer = self._writer_engine.execution_options(zfs_sync_write=True)
         self._write_lock = threading.RLock() if self.is_sqlite else None
         self.plan_cache = PlanCache()
 
@@ -133,8 +134,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self._writer.engine is not self.engine:
-            self._writer.engine.dispose()
+        if self._writer_engine is not self.engine:
+            self._writer_engine.dispose()
 
     # -- schema -------------------------------------------------------------------------
 
