@@ -49,6 +49,7 @@ class PlanCache:
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_entries
+        self._revision: int | None = None  # of the entries held
         self.hits = self.misses = 0
 
     def get(
@@ -87,6 +88,10 @@ class PlanCache:
     ) -> None:
         entry = _Entry(revision, now, valid_until, tuple(plans), time.monotonic())
         with self._lock:
+            if self._revision != revision:
+                # Revisions are random, never reused: plans filed under another are dead.
+                self._entries.clear()
+                self._revision = revision
             self._entries[key] = entry
             self._entries.move_to_end(key)
             while len(self._entries) > self._max:
@@ -95,3 +100,4 @@ class PlanCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._revision = None

@@ -274,3 +274,27 @@ def test_instructions_from_the_whole_group_plan_equal_the_targets_own(witness: W
         problems += [f"{system_id[:8]}: {d}" for d in differences(got, want)]
         assert [p.group.id for p in got] == [p.group.id for p in want]
     assert problems == [], "\n".join(problems[:20])
+
+
+def test_the_cache_keeps_only_the_current_revision_and_is_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from zfs_sync import plan_cache
+    from zfs_sync.plan_cache import PlanCache
+
+    cache = PlanCache(max_entries=2)
+    later = NOW + HOUR
+    cache.put("a", 1, NOW, later, [])
+    assert cache.get("a", 1, NOW) == []
+    assert cache.get("a", 1, later) is None  # valid until, not at
+    assert cache.get("a", 1, NOW - US) is None  # planned later than asked
+    assert cache.get("a", 2, NOW) is None
+    cache.put("b", 2, NOW, later, [])
+    assert cache.get("a", 1, NOW) is None  # another revision: dropped
+    cache.put("c", 2, NOW, later, [])
+    cache.put("d", 2, NOW, later, [])
+    assert cache.get("b", 2, NOW) is None and cache.get("d", 2, NOW) == []  # at most 2
+    clock = [0.0]
+    monkeypatch.setattr(plan_cache.time, "monotonic", lambda: clock[0])
+    cache.put("e", 2, NOW, later, [])
+    clock[0] = plan_cache.MAX_AGE_SECONDS
+    assert cache.get("e", 2, NOW) is None  # too old, whatever the clock of the plans says
