@@ -218,10 +218,10 @@ def _diff(
     full: bool,
 ) -> _Diff:
     """Rows to insert, update and delete so that ``stored`` matches ``reported``."""
-    latest: dict[Key, SnapshotFacts] = {}
-    for facts in reported:  # a snapshot reported twice: the last one counts
-        latest[(facts.dataset, facts.name)] = facts
-    stamp = bulk.timestamp(now)
+    # A snapshot reported twice: the last one counts.
+    latest: dict[Key, SnapshotFacts] = {(f.dataset, f.name): f for f in reported}
+    to_stored = bulk.timestamp
+    stamp = to_stored(now)
     # Snapshots taken together (`zfs snapshot -r`, one sanoid run) share creation times.
     times: dict[datetime, Any] = {}
     new: list[tuple[Key, Any, SnapshotFacts]] = []
@@ -231,7 +231,7 @@ def _diff(
     for key, f in latest.items():
         timestamp = times.get(f.timestamp)
         if timestamp is None:
-            timestamp = times[f.timestamp] = bulk.timestamp(f.timestamp)
+            timestamp = times[f.timestamp] = to_stored(f.timestamp)
         old = stored.get(key)
         if old is None:
             new.append((key, timestamp, f))
