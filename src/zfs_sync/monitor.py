@@ -225,10 +225,11 @@ def tick(db: Database, settings: Settings, now: datetime,
         # A few groups per write transaction: on SQLite the writer is held per batch, so
         # reports and heartbeats wait for one batch, never for the whole fleet's planning.
         for start in range(0, len(group_ids), LATE_BATCH):
+            batch = group_ids[start : start + LATE_BATCH]
+            with db.read() as session:  # plan before the writer's turn: the write finds
+                planning.plans_for_groups(session, batch, settings, now)  # them cached
             with db.write(plan_neutral=True) as session:
-                late, cleared = check_late(
-                    session, settings, now, group_ids[start : start + LATE_BATCH]
-                )
+                late, cleared = check_late(session, settings, now, batch)
             result.late += late
             result.late_cleared += cleared
         with db.write(plan_neutral=True) as session:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from zfs_sync import planning
 from zfs_sync.api.auth import PrincipalDep, check_admin, check_own
@@ -58,16 +59,26 @@ def refresh_after_change(
     failed report (the next change or check refreshes again).
     """
     try:
+        # Plan in a read session first: the write below finds the plans cached and holds
+        # the writer (on SQLite, every other writer waits) only to store what changed.
+        with db.read() as session:
+            planning.plans_for_groups(session, _changed(session, system_id, group_ids),
+                                      settings, now)
         with db.write(plan_neutral=True) as session:
-            ids = list(group_ids or [])
-            if system_id is not None:
-                ids += planning.groups_of_system(session, system_id)
+            ids = _changed(session, system_id, group_ids)
             if ids:
-                planning.refresh(session, sorted(set(ids)), settings, now)
+                planning.refresh(session, ids, settings, now)
     except Exception:  # noqa: BLE001 - see docstring
         log.exception(
             "re-planning after a change failed (groups %s, system %s)", group_ids, system_id
         )
+
+
+def _changed(session: Session, system_id: str | None, group_ids: list[str] | None) -> list[str]:
+    ids = list(group_ids or [])
+    if system_id is not None:
+        ids += planning.groups_of_system(session, system_id)
+    return sorted(set(ids))
 
 
 def _action(action: object, include_commands: bool) -> ActionOut:
@@ -370,6 +381,7 @@ def check_group(
     with db.read() as session:
         if session.get(SyncGroup, group_id) is None:
             raise not_found("sync_group", group_id)
+        planning.plans_for_groups(session, [group_id], settings, now)  # outside the writer
     with db.write(plan_neutral=True) as session:
         planning.refresh(session, [group_id], settings, now)
     with db.read() as session:
