@@ -16,6 +16,7 @@ from tests.agent.conftest import (
     make_config,
     snap,
 )
+from zfs_sync.agent.client import WitnessError
 from zfs_sync.agent.config import AgentConfig
 from zfs_sync.agent.cycle import Agent
 from zfs_sync.agent.executor import Executor
@@ -90,6 +91,26 @@ def test_first_failure_stops_the_chain(fake: FakeZfs, config: AgentConfig) -> No
     assert "zfs receive exited 1: cannot receive new filesystem stream: out of space" in (
         client.states[1]["error_message"])
     assert not [a for a in fake.calls() if a[0] == "send" and "-I" in a]
+
+
+class ForgetfulWitness(RecordingClient):
+    """A witness that no longer knows the action's snapshot (pruned while the action ran)."""
+
+    def post_state(self, body: dict[str, Any]) -> None:
+        if "snapshot_id" in body:
+            raise WitnessError("snapshot not found: snap-a", status=404)
+        super().post_state(body)
+
+
+def test_a_claim_about_a_snapshot_the_witness_forgot_is_filed_under_its_dataset(
+        fake: FakeZfs, config: AgentConfig) -> None:
+    fake.update(fail={"receive": "cannot receive new filesystem stream: out of space"})
+    client = ForgetfulWitness()
+    Executor(config, Zfs("zfs"), client).execute(initial_plan())  # type: ignore[arg-type]
+    assert [(s["status"], s["dataset"]) for s in client.states] == [
+        ("syncing", "data"), ("error", "data")]
+    assert "snapshot_id" not in client.states[1]
+    assert "out of space" in client.states[1]["error_message"]
 
 
 def test_unreachable_source_is_a_readable_error(fake: FakeZfs, config: AgentConfig) -> None:

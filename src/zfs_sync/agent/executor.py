@@ -230,7 +230,7 @@ class Executor:
             body["bytes_transferred"] = bytes_moved
         if seconds is not None:
             body["duration_seconds"] = round(seconds, 3)
-        self._post(body)
+        self._post(body, action.dataset)
 
     def _claim_raw(self, raw: dict[str, Any], message: str) -> None:
         """Report a refused action, using only the ids that look like ids."""
@@ -242,20 +242,34 @@ class Executor:
                 body[key] = value
         if "sync_group_id" not in body:
             return  # nothing the witness could file it under
+        dataset = raw.get("dataset")
+        if not isinstance(dataset, str) or not validate.is_logical(dataset):
+            dataset = None
         if "snapshot_id" not in body:
-            dataset = raw.get("dataset")
-            if not isinstance(dataset, str) or not validate.is_logical(dataset):
+            if dataset is None:
                 return
             body["dataset"] = dataset
-        self._post(body)
+        self._post(body, dataset)
 
-    def _post(self, body: dict[str, Any]) -> None:
+    def _post(self, body: dict[str, Any], dataset: str | None = None) -> None:
         if self.client is None:
             return
         try:
             self.client.post_state(body)
+            return
         except WitnessError as exc:
-            log.warning("could not report state %s: %s", body.get("status"), exc)
+            failure = exc
+        if failure.status == 404 and "snapshot_id" in body and dataset is not None:
+            # The witness no longer knows the snapshot (pruned, or the source re-reported
+            # without it, while the action ran): file the claim under its dataset instead,
+            # or an `error` would be lost.
+            retry = {k: v for k, v in body.items() if k != "snapshot_id"} | {"dataset": dataset}
+            try:
+                self.client.post_state(retry)
+                return
+            except WitnessError as exc:
+                failure = exc
+        log.warning("could not report state %s: %s", body.get("status"), failure)
 
     # --- dry run ----------------------------------------------------------------------------
 
