@@ -6,6 +6,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -172,3 +173,21 @@ def test_sqlite_writers_queue_instead_of_failing(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "zfs_sync.db") as conn:
         assert conn.execute("SELECT count(*) FROM app_settings").fetchone()[0] == 160
     db.dispose()
+
+
+def test_event_ids_go_past_32_bits(witness: Any) -> None:
+    """The event log is append-only for the witness's whole life: its ids are 64-bit."""
+    from zfs_sync.storage.events import record_event
+
+    far = 2**33
+    with witness.db.write() as session:
+        if witness.db.is_sqlite:
+            session.execute(text("INSERT INTO events (id, created_at, type, severity, message, "
+                                 "data) VALUES (:id, '2026-01-01 00:00:00.000000', 'test', "
+                                 "'info', 'far', '{}')"), {"id": far})
+        else:
+            session.execute(text("SELECT setval(pg_get_serial_sequence('events', 'id'), :id)"),
+                            {"id": far})
+        record_event(session, "test.next", "after a long life")
+    events = witness.client.get("/api/v1/events", params={"type": "test.next"}).json()
+    assert [e["id"] for e in events] == [far + 1]

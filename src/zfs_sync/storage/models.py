@@ -22,6 +22,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from zfs_sync.storage.types import Guid, UTCDateTime
 
 ID = String(36)
+# Event ids: 64-bit on PostgreSQL; SQLite's INTEGER PRIMARY KEY (the rowid) is 64-bit already,
+# and only that exact type makes it the rowid.
+EventId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -138,7 +141,7 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_type_id", "type", "id"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     type: Mapped[str] = mapped_column(String(64))
     severity: Mapped[str] = mapped_column(String(16), default="info")
@@ -238,7 +241,7 @@ class WebhookCursor(Base):
     __tablename__ = "webhook_cursors"
 
     url: Mapped[str] = mapped_column(String(2048), primary_key=True)
-    last_event_id: Mapped[int] = mapped_column(Integer, default=0)
+    last_event_id: Mapped[int] = mapped_column(EventId, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
