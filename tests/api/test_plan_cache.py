@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from tests.api.test_planning_windows import differences, random_fleet
 from tests.api.test_sync import API, HOUR, NOW, at, instructions, pair
-from tests.conftest import Witness
+from tests.conftest import ADMIN, Witness
 from zfs_sync import monitor, planning
 from zfs_sync.domain.plan_states import syncing_lease
 from zfs_sync.domain.plan_types import GroupPlan
@@ -298,3 +298,20 @@ def test_the_cache_keeps_only_the_current_revision_and_is_bounded(
     cache.put("e", 2, NOW, later, [])
     clock[0] = plan_cache.MAX_AGE_SECONDS
     assert cache.get("e", 2, NOW) is None  # too old, whatever the clock of the plans says
+
+
+def test_key_changes_keep_plans_and_system_updates_replan_at_once(witness: Witness) -> None:
+    p = pair(witness)
+    at(witness, NOW + timedelta(seconds=10))
+    before = revision_value(witness)
+    rotated = witness.client.post(f"{API}/systems/{p.src.id}/api-key/rotate", headers=ADMIN)
+    assert rotated.status_code == 200
+    assert revision_value(witness) == before  # keys are not in any plan
+    update = witness.client.put(f"{API}/systems/{p.src.id}",
+                                json={"ssh_hostname": "src2.example"}, headers=ADMIN)
+    assert update.status_code == 200, update.text
+    assert revision_value(witness) != before
+    hits = witness.db.plan_cache.hits
+    action = instructions(witness, p.dst)["actions"][0]
+    assert witness.db.plan_cache.hits == hits + 1  # the update re-planned the group already
+    assert action["source_ssh_hostname"] == "src2.example"

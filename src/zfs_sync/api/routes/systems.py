@@ -16,6 +16,7 @@ from zfs_sync.api.routes.common import (
     set_total,
     translate_not_found,
 )
+from zfs_sync.api.routes.sync import refresh_after_change
 from zfs_sync.api.schemas.systems import (
     HealthList,
     HeartbeatIn,
@@ -220,9 +221,12 @@ def update_system(
             )
     try:
         with db.write() as session, translate_not_found():
-            return to_public(store.update_system(session, system_id, changes, now), settings, now)
+            public = to_public(store.update_system(session, system_id, changes, now), settings, now)
     except store.DuplicateHostname as exc:
         raise _duplicate(exc) from None
+    # ssh fields, zfs path and timeouts are in its groups' plans (and their commands).
+    refresh_after_change(db, settings, now, system_id=system_id)
+    return public
 
 
 @router.delete(
@@ -307,7 +311,7 @@ def system_health_route(
 )
 def rotate_key(system_id: str, principal: PrincipalDep, db: DbDep, now: NowDep) -> KeyRotated:
     check_own(principal, system_id)
-    with db.write() as session, translate_not_found():
+    with db.write(plan_neutral=True) as session, translate_not_found():  # keys: not in plans
         key = store.rotate_key(session, system_id, now, by_admin=principal.is_admin)
     return KeyRotated(api_key=key, system_id=system_id)
 
@@ -320,6 +324,6 @@ def rotate_key(system_id: str, principal: PrincipalDep, db: DbDep, now: NowDep) 
 )
 def revoke_key(system_id: str, principal: PrincipalDep, db: DbDep, now: NowDep) -> Response:
     check_own(principal, system_id)
-    with db.write() as session, translate_not_found():
+    with db.write(plan_neutral=True) as session, translate_not_found():  # keys: not in plans
         store.revoke_key(session, system_id, now)
     return Response(status_code=204)
