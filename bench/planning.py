@@ -223,11 +223,14 @@ def a_report(client: httpx.Client, fleet: Fleet, took: list[float]) -> Callable[
     return report
 
 
-def a_write(client: httpx.Client, system_id: str) -> Callable[[], None]:
-    """A write that changes no plan but tells cached plans they may be stale (a system update:
-    the same platform again), so that the next read plans afresh."""
+def a_write(client: httpx.Client) -> Callable[[], None]:
+    """A write that tells cached plans they may be stale without re-planning anything (a new
+    host registers, in no group yet), so that the next read plans afresh."""
+    count = iter(range(10**9))
+
     def write() -> None:
-        client.put(f"/systems/{system_id}", json={"platform": "linux"}).raise_for_status()
+        body = {"hostname": f"bench-new-{next(count):06d}", "platform": "linux"}
+        client.post("/systems", json=body).raise_for_status()
     return write
 
 
@@ -317,7 +320,7 @@ def _measure(fleet: Fleet, data_dir: Path, calls: int, monitor_interval: int,
         check, failures = first_check(client, fleet.group)
         instructions_url = f"/sync/instructions/{target}"
         status_url = f"/sync/groups/{fleet.group}/status"
-        write = a_write(client, target)
+        write = a_write(client)
         cold = max(3, calls // 3)
         got = {
             "instructions": timed(client, pid, instructions_url, calls, _said_instructions),
@@ -346,9 +349,10 @@ def _measure(fleet: Fleet, data_dir: Path, calls: int, monitor_interval: int,
               f"server CPU {t.cpu:7.1f} ms/call  ({t.said})")
     print(f"    POST /snapshots (hub, one new snapshot; re-plans the group)  p50 "
           f"{report_p50:7.1f} ms  p90 {report_p90:7.1f} ms")
-    print("    (cold: each call right after a write that re-plans nothing (a system update), so\n"
-          "     that it plans afresh; report: each call right after the hub reported a new\n"
-          "     snapshot, whose request re-planned the group and left the plans cached)")
+    print("    (cold: each call right after a write that re-plans nothing (a new host\n"
+          "     registers), so that it plans afresh; report: each call right after the hub\n"
+          "     reported a new snapshot, whose request re-planned the group and left the plans\n"
+          "     cached)")
     print(f"    peak server RSS {rss:.0f} MiB")
     return got
 
