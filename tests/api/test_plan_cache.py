@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tests.api.test_planning_windows import differences, random_fleet
-from tests.api.test_sync import API, HOUR, NOW, at, instructions, pair
+from tests.api.test_sync import API, HOUR, NOW, at, instructions, iso, pair, state
 from tests.conftest import ADMIN, Witness
 from zfs_sync import monitor, planning
 from zfs_sync.domain.plan_states import syncing_lease
@@ -157,7 +157,11 @@ def test_a_heartbeat_from_an_offline_source_is_seen_at_once(witness: Witness) ->
     assert held["action_count"] == 0
     assert instructions(witness, p.dst) == held  # cached
     p.src.beat()
+    hits = witness.db.plan_cache.hits
     assert instructions(witness, p.dst)["action_count"] == 1
+    assert witness.db.plan_cache.hits == hits + 1  # the heartbeat re-planned its groups
+    # ... and stored its states then, not at the monitor's next tick.
+    assert state(witness, p.group, p.dst)["last_check"] == iso(NOW + HOUR)
 
 
 def test_a_write_rolled_back_changes_nothing(witness: Witness) -> None:

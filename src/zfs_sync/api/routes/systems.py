@@ -30,6 +30,7 @@ from zfs_sync.api.schemas.systems import (
 )
 from zfs_sync.config import Settings
 from zfs_sync.domain.health import HealthStatus, system_health
+from zfs_sync.storage import revision
 from zfs_sync.storage import systems as store
 from zfs_sync.storage.models import System
 
@@ -284,6 +285,9 @@ def heartbeat(
         store.record_heartbeat(
             session, system_id, report, now, settings.heartbeat_timeout_seconds
         )
+        changed = revision.changed(session)
+    if changed:  # back online (or new paths, capabilities): its groups' plans change now
+        refresh_after_change(db, settings, now, system_id=system_id)
     return HeartbeatOut(system_id=system_id, last_seen=now, status=HealthStatus.ONLINE)
 
 
